@@ -13,7 +13,8 @@ from mailroom.config.settings import MAIN_CF, Config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("postconf", help="show or edit main.cf parameters (like Postfix's postconf)")
+    p = sub.add_parser("postconf", help="show or edit main.cf parameters (like Postfix's postconf)", add_help=False)
+    p.add_argument("--help", action="help", help="show this help")
     p.add_argument("-n", dest="non_default", action="store_true", help="only parameters set in main.cf")
     p.add_argument("-d", dest="defaults", action="store_true", help="default values")
     p.add_argument("-h", dest="value_only", action="store_true", help="values only, without 'name = '")
