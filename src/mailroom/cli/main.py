@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration directory holding main.cf (default: $MAILROOM_CONFIG_DIR or /etc/mailroom)",
     )
     parser.add_argument("--version", action="version", version=f"mailroom {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     init.add_parser(sub)
     postconf.add_parser(sub)
     check.add_parser(sub)

@@ -36,11 +36,9 @@ def run_server(config_dir: Path, config: Config) -> int:
     try:
         try:
             import uvloop
-
-            runner = uvloop.run
         except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-            runner = asyncio.run
-        return int(runner(_main(config_dir, config)))
+            return int(asyncio.run(_main(config_dir, config)))
+        return int(uvloop.run(_main(config_dir, config)))
     except StartupError as exc:
         print(f"mailroom: error: {exc}", file=sys.stderr)
         return 1
