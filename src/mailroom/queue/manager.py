@@ -1,0 +1,353 @@
+"""The queue manager (Postfix's qmgr): takes queued messages to their transports.
+
+Theory of operation. The manager keeps an in-memory schedule {queue id: due time}.
+SMTP calls notify(qid) after enqueue, so local mail is delivered at once; start()
+recovers the spool and schedules everything in it; a timer wakes the loop when the
+next message is due, and at least every `queue_run_delay` seconds to pick up
+messages another process queued. Each due message is handled by one task:
+
+1. load it; expand recipients still "pending" via Directory.expand (virtual alias
+   expansion, as Postfix's cleanup does) into final addresses with status
+   "deferred" and next_attempt = now; record the expansion durably;
+2. route each due address: a local domain goes to the `virtual` transport, any
+   other to `smtp` (the outbound issue registers it; until then it stays deferred);
+3. each outcome is recorded in the envelope (update_envelope fsyncs) as soon as the
+   transport reports it, before the next mailbox is tried. The one window for a
+   duplicate is a crash between the Maildir rename and that envelope write;
+4. when no recipient is left pending or deferred, the message is removed.
+
+A deferred recipient is retried after next_backoff(attempts) seconds and bounced
+once the message is older than `maximal_queue_lifetime`. Blocking work (spool,
+directory, Maildir) runs in a thread pool so the event loop never waits on a disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailroom.directory.base import AliasLoop, DirectoryUnavailable
+from mailroom.queue.envelope import Envelope, Recipient
+from mailroom.queue.local import LOOKUP_FAILED, LocalDelivery, LocalTransport, MailboxLookup
+from mailroom.queue.spool import Spool, SpoolError
+from mailroom.queue.transport import DeliveryResult, Outcome, Report, Transport
+from mailroom.runtime.log import get_logger
+
+# Postfix's defaults for the parameters of the same names (seconds).
+QUEUE_RUN_DELAY = 300.0
+MINIMAL_BACKOFF_TIME = 300.0
+MAXIMAL_BACKOFF_TIME = 4000.0
+MAXIMAL_QUEUE_LIFETIME = 5 * 86400.0
+MAX_ACTIVE_MESSAGES = 100  # like Postfix's default_process_limit: bounds memory and threads
+DELIVERY_WORKERS = 8  # threads for spool, directory and Maildir work
+STOP_GRACE_SECONDS = 10.0  # how long stop() waits for in-flight deliveries
+REMOTE_PENDING = "delivery to remote domains is handled by the outbound transport"
+LOCAL, REMOTE = "virtual", "smtp"
+FINAL = ("delivered", "bounced")
+
+qmgr_log = get_logger("qmgr")
+virtual_log = get_logger("virtual")
+T = TypeVar("T")
+
+
+def next_backoff(attempts: int, minimum: float, maximum: float) -> float:
+    """Seconds until the next try after `attempts` failures: doubling from minimum, capped."""
+    if attempts <= 1:
+        return min(minimum, maximum)
+    exponent = min(attempts - 1, 64)  # 2**64 * anything sensible is beyond any cap
+    return float(min(maximum, minimum * 2**exponent))
+
+
+def format_delay(seconds: float) -> str:
+    """Postfix's delay formatting: 0 below 10 ms, two significant digits, whole seconds from 10."""
+    if seconds < 0.01:
+        return "0"
+    if seconds >= 10:
+        return f"{seconds:.0f}"
+    return f"{seconds:.2g}"
+
+
+def _orig_to(rcpt: Recipient) -> str:
+    if rcpt.orcpt:
+        original = rcpt.orcpt.partition(";")[2] or rcpt.orcpt
+        if original.lower() != rcpt.address.lower():
+            return original
+    return ""
+
+
+class QueueManager:
+    def __init__(
+        self,
+        spool: Spool,
+        directory: MailboxLookup,
+        mailbox_base: Path,
+        hostname: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        queue_run_delay: float = QUEUE_RUN_DELAY,
+        minimal_backoff_time: float = MINIMAL_BACKOFF_TIME,
+        maximal_backoff_time: float = MAXIMAL_BACKOFF_TIME,
+        maximal_queue_lifetime: float = MAXIMAL_QUEUE_LIFETIME,
+        quota_permanent: bool = True,
+        router: Callable[[str], str] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.directory = directory
+        self.clock = clock
+        self.queue_run_delay = queue_run_delay
+        self.minimal_backoff_time = minimal_backoff_time
+        self.maximal_backoff_time = maximal_backoff_time
+        self.maximal_queue_lifetime = maximal_queue_lifetime
+        self.router = router or self._default_route
+        self._executor = ThreadPoolExecutor(DELIVERY_WORKERS, thread_name_prefix="qmgr")
+        local = LocalDelivery(directory, mailbox_base, hostname=hostname, clock=clock,
+                              quota_permanent=quota_permanent)
+        self.transports: dict[str, Transport] = {LOCAL: LocalTransport(local, self._executor)}
+        self._schedule: dict[str, float] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- control ------------------------------------------------------------------
+    def register_transport(self, name: str, transport: Transport) -> None:
+        """Plug in a delivery agent (the outbound issue registers "smtp")."""
+        self.transports[name] = transport
+
+    def notify(self, qid: str) -> None:
+        """A message was just queued: deliver it now. Call from the event loop's thread."""
+        self._schedule[qid] = 0.0
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Make every queued message due now (postqueue -f)."""
+        for qid in self._schedule:
+            self._schedule[qid] = 0.0
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Recover the spool, schedule everything in it, and run in the background."""
+        for qid in await self._io(self.spool.recover):
+            self._schedule.setdefault(qid, 0.0)
+        self._task = asyncio.create_task(self._run(), name="qmgr")
+
+    async def stop(self, timeout: float = STOP_GRACE_SECONDS) -> None:
+        """Stop scheduling, let in-flight deliveries finish (at most `timeout` s), clean up."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        pending = list(self._inflight.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run_queue(self) -> None:
+        """Deliver everything due now and wait until it is done (tests, `queue flush`)."""
+        while True:
+            self._dispatch_due()
+            if not self._inflight:
+                return
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def scheduled(self) -> dict[str, float]:
+        """A copy of {queue id: due time}, for tests and `queue list`."""
+        return dict(self._schedule)
+
+    # -- the loop -----------------------------------------------------------------
+    async def _run(self) -> None:
+        last_scan = self.clock()
+        while not self._stopping:
+            now = self.clock()
+            if now - last_scan >= self.queue_run_delay:
+                last_scan = now
+                for qid in await self._io(self.spool.list_ids):
+                    self._schedule.setdefault(qid, 0.0)  # queued by another process
+            self._wake.clear()
+            self._dispatch_due()
+            due = [t for q, t in self._schedule.items() if q not in self._inflight]
+            wait = min([self.queue_run_delay, *(t - now for t in due)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
+
+    def _dispatch_due(self) -> None:
+        now = self.clock()
+        for qid, due in sorted(self._schedule.items(), key=lambda item: item[1]):
+            if len(self._inflight) >= MAX_ACTIVE_MESSAGES:
+                break
+            if due <= now and qid not in self._inflight:
+                task = asyncio.create_task(self._process_safely(qid), name=f"qmgr {qid}")
+                self._inflight[qid] = task
+                task.add_done_callback(functools.partial(self._done, qid))
+
+    def _done(self, qid: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(qid, None)
+        self._wake.set()
+
+    async def _io(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    # -- one message --------------------------------------------------------------
+    async def _process_safely(self, qid: str) -> None:
+        try:
+            next_due = await self._process(qid)
+        except Exception as exc:  # e.g. disk full while recording: try again later
+            qmgr_log.warning("%s: delivery interrupted: %s", qid, exc)
+            next_due = self.clock() + self.minimal_backoff_time
+        if next_due is None:
+            self._schedule.pop(qid, None)
+        else:
+            self._schedule[qid] = next_due
+
+    async def _process(self, qid: str) -> float | None:
+        """Try the due recipients of one message; return when it is next due (None: gone)."""
+        activated = self.clock()
+        try:
+            envelope, data_path = await self._io(self.spool.load, qid)
+        except SpoolError as exc:
+            qmgr_log.warning("%s: %s", qid, exc)
+            return None
+        qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
+                      qid, envelope.sender, envelope.size, len(envelope.recipients))
+        routes = await self._io(self._expand_and_route, envelope, activated)
+        for name, recipients in routes.items():
+            transport = self.transports.get(name)
+            if transport is None:
+                for rcpt in recipients:
+                    result = DeliveryResult(rcpt.address, Outcome.DEFERRED, "4.3.0", REMOTE_PENDING)
+                    await self._io(self._record, envelope, rcpt, result, activated, activated)
+                continue
+            started = self.clock()
+            report = self._reporter(envelope, recipients, activated, started)
+            try:
+                results = await transport.deliver(envelope, data_path, recipients, report)
+            except Exception as exc:  # a transport bug must not lose or stall the message
+                qmgr_log.error("%s: transport %s failed: %s", qid, name, exc)
+                results = [DeliveryResult(r.address, Outcome.DEFERRED, "4.3.0",
+                                          f"transport {name} failed") for r in recipients]
+            for result in results:  # those the transport did not report itself
+                await self._io(report, result)
+        return await self._io(self._finish, envelope)
+
+    def _reporter(self, envelope: Envelope, recipients: list[Recipient],
+                  activated: float, started: float) -> Report:
+        by_address = {r.address: r for r in recipients}
+
+        def report(result: DeliveryResult) -> None:
+            rcpt = by_address.pop(result.address, None)
+            if rcpt is not None:  # each recipient is recorded once
+                self._record(envelope, rcpt, result, activated, started)
+
+        return report
+
+    def _expand_and_route(self, envelope: Envelope, now: float) -> dict[str, list[Recipient]]:
+        """Blocking: alias expansion of pending recipients, then routing of due ones."""
+        seen = {r.address.lower() for r in envelope.recipients if r.status != "pending"}
+        expanded: list[Recipient] = []
+        changed = False
+        for rcpt in envelope.recipients:
+            if rcpt.status != "pending" or rcpt.next_attempt > now:
+                expanded.append(rcpt)
+                continue
+            try:
+                targets = self.directory.expand(rcpt.address)
+            except AliasLoop:
+                self._record(envelope, rcpt, DeliveryResult(
+                    rcpt.address, Outcome.BOUNCED, "5.4.6", "mail forwarding loop"), now, now, save=False)
+                targets = []
+            except DirectoryUnavailable:
+                self._record(envelope, rcpt, DeliveryResult(
+                    rcpt.address, Outcome.DEFERRED, "4.3.0", LOOKUP_FAILED), now, now, save=False)
+                if rcpt.status == "deferred":  # still unexpanded: keep it so
+                    rcpt.status = "pending"
+                expanded.append(rcpt)
+                changed = True
+                continue
+            changed = True
+            if rcpt.status == "pending" and not targets:
+                self._record(envelope, rcpt, DeliveryResult(
+                    rcpt.address, Outcome.BOUNCED, "5.1.1", f'unknown user: "{rcpt.address.lower()}"'),
+                    now, now, save=False)
+            if rcpt.status != "pending":
+                expanded.append(rcpt)
+            for target in targets:
+                if target.lower() in seen:
+                    continue  # one delivery per final address
+                seen.add(target.lower())
+                orcpt = rcpt.orcpt
+                if orcpt is None and target.lower() != rcpt.address.lower():
+                    orcpt = f"rfc822;{rcpt.address}"
+                expanded.append(Recipient(address=target, notify=rcpt.notify, orcpt=orcpt,
+                                          status="deferred", next_attempt=now))
+        envelope.recipients = expanded
+        if changed:
+            self.spool.update_envelope(envelope.queue_id, envelope)
+        routes: dict[str, list[Recipient]] = {}
+        for rcpt in expanded:
+            if rcpt.status == "deferred" and rcpt.next_attempt <= now:
+                try:
+                    name = self.router(rcpt.address)
+                except DirectoryUnavailable:
+                    self._record(envelope, rcpt, DeliveryResult(
+                        rcpt.address, Outcome.DEFERRED, "4.3.0", LOOKUP_FAILED), now, now)
+                    continue
+                routes.setdefault(name, []).append(rcpt)
+        return routes
+
+    def _default_route(self, address: str) -> str:
+        return LOCAL if self.directory.is_local_domain(address.rpartition("@")[2]) else REMOTE
+
+    def _record(self, envelope: Envelope, rcpt: Recipient, result: DeliveryResult,
+                activated: float, started: float, *, save: bool = True) -> None:
+        """Apply one outcome to the envelope, log it, and (by default) make it durable."""
+        now = self.clock()
+        rcpt.attempts += 1
+        rcpt.dsn, rcpt.reason = result.dsn, result.reason
+        status = result.outcome.value
+        if result.outcome is Outcome.SENT:
+            rcpt.status = "delivered"
+        elif result.outcome is Outcome.BOUNCED:
+            rcpt.status = "bounced"
+        elif now - (envelope.arrival_time or now) >= self.maximal_queue_lifetime:
+            rcpt.status, status = "bounced", "expired"
+            rcpt.dsn = "5" + result.dsn[1:]
+            rcpt.reason = f"message expired: {result.reason}"
+        else:
+            rcpt.status = "deferred"
+            rcpt.next_attempt = now + next_backoff(
+                rcpt.attempts, self.minimal_backoff_time, self.maximal_backoff_time)
+        if save:
+            self.spool.update_envelope(envelope.queue_id, envelope)
+        arrival = envelope.arrival_time or activated
+        delays = "/".join(format_delay(max(0.0, d)) for d in (
+            activated - arrival, started - activated, result.connect_seconds,
+            result.transmit_seconds))
+        orig = _orig_to(rcpt)
+        log = virtual_log if result.relay == LOCAL else qmgr_log
+        log.info("%s: to=<%s>,%s relay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
+                 envelope.queue_id, rcpt.address, f" orig_to=<{orig}>," if orig else "",
+                 result.relay, format_delay(max(0.0, now - arrival)), delays, rcpt.dsn,
+                 status, rcpt.reason)
+
+    def _finish(self, envelope: Envelope) -> float | None:
+        """Blocking: remove a finished message, or say when to try it next."""
+        qid = envelope.queue_id
+        waiting = [r.next_attempt for r in envelope.recipients if r.status not in FINAL]
+        if waiting:
+            return min(waiting)
+        try:
+            self.spool.remove(qid)
+        except SpoolError as exc:
+            qmgr_log.warning("%s: %s", qid, exc)
+            return self.clock() + self.queue_run_delay
+        qmgr_log.info("%s: removed", qid)
+        return None

@@ -1,0 +1,52 @@
+"""What the queue manager needs from a delivery agent, local or remote.
+
+A transport gets one message and the (already expanded) recipients routed to it,
+and answers per recipient: sent, deferred (try again later) or bounced (give up).
+It calls `report` as soon as each recipient's outcome is known, before touching the
+next one, so the queue manager can record it durably: that is what keeps delivery
+exactly-once per recipient across a crash. The outbound (SMTP) issue plugs in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from mailroom.queue.envelope import Envelope, Recipient
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    DEFERRED = "deferred"  # temporary failure
+    BOUNCED = "bounced"  # permanent failure
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    address: str  # the recipient as given to the transport
+    outcome: Outcome
+    dsn: str  # RFC 3463 enhanced status, e.g. "2.0.0", "4.3.0", "5.2.2"
+    reason: str  # Postfix's parenthesised text: "delivered to maildir"
+    relay: str = "none"  # "virtual", "mx.example.com[192.0.2.1]:25", ...
+    connect_seconds: float = 0.0  # Postfix's delays "c": connection set-up
+    transmit_seconds: float = 0.0  # Postfix's delays "d": message transmission
+
+
+Report = Callable[[DeliveryResult], None]
+
+
+class Transport(Protocol):
+    """A delivery agent (Postfix master.cf service): virtual, smtp, ..."""
+
+    async def deliver(
+        self,
+        envelope: Envelope,
+        data_path: Path,
+        recipients: Sequence[Recipient],
+        report: Report | None = None,
+    ) -> list[DeliveryResult]:
+        """Try each recipient once; `report` may be called from a worker thread."""
+        ...

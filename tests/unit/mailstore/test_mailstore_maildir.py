@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from mailroom.mailstore.maildir import (
+    UnsafeAddress,
+    deliver_to_maildir,
+    mailbox_path,
+    mailbox_size,
+    maildir_name,
+    to_lf,
+)
+
+NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)R([0-9a-f]{8})\.([^,/:]+),S=(\d+),W=(\d+)$")
+MESSAGE = b"Subject: hi\r\n\r\nline one\r\nline two\r\n"
+
+
+def test_delivery_layout_name_sizes_and_lf(tmp_path: Path) -> None:
+    maildir = tmp_path / "example.org" / "john" / "Maildir"
+    path = deliver_to_maildir(maildir, MESSAGE, header=b"Return-Path: <a@b>\r\n",
+                              clock=lambda: 1_800_000_000.25, hostname="mx1")
+    assert path.parent == maildir / "new"
+    for sub in ("tmp", "new", "cur"):
+        assert stat.S_IMODE((maildir / sub).stat().st_mode) == 0o700
+    assert os.listdir(maildir / "tmp") == []
+    content = path.read_bytes()
+    assert content == b"Return-Path: <a@b>\nSubject: hi\n\nline one\nline two\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    match = NAME_RE.match(path.name)
+    assert match, path.name
+    assert match.group(1) == "1800000000" and match.group(2) == "250000"
+    assert match.group(3) == str(os.getpid()) and match.group(6) == "mx1"
+    assert int(match.group(7)) == len(content) == path.stat().st_size
+    assert int(match.group(8)) == len(content) + content.count(b"\n")  # CRLF size
+
+
+def test_same_instant_gives_distinct_names(tmp_path: Path) -> None:
+    paths = {deliver_to_maildir(tmp_path / "Maildir", b"x\n", clock=lambda: 5.0) for _ in range(50)}
+    assert len(paths) == 50 and len(os.listdir(tmp_path / "Maildir" / "new")) == 50
+
+
+def test_file_and_new_directory_are_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = deliver_to_maildir(tmp_path / "Maildir", b"x\n")
+    assert synced[0] == str(tmp_path / "Maildir" / "tmp" / path.name)
+    assert synced[-1] == str(tmp_path / "Maildir" / "new")
+
+
+def test_host_name_is_escaped() -> None:
+    name = maildir_name(1.0, 3, 4, "a/b:c")
+    assert r"a\057b\072c" in name and "/" not in name
+
+
+def test_to_lf() -> None:
+    assert to_lf(b"a\r\nb\r\n") == b"a\nb\n"
+    assert to_lf(b"a\nb\rc\r\n") == b"a\nb\rc\n"  # a lone CR is data, left alone
+    data = b"no carriage returns\n"
+    assert to_lf(data) is data
+
+
+def test_mailbox_path(tmp_path: Path) -> None:
+    assert mailbox_path(tmp_path, "John.Doe@Example.ORG") == tmp_path / "example.org" / "john.doe" / "Maildir"
+
+
+@pytest.mark.parametrize("address", [
+    "../../etc@example.org", "john@../etc", "a/b@example.org", "john@example.org/..",
+    ".hidden@example.org", "john@.example.org", "jo\x00hn@example.org", "john", "@example.org",
+    "john@", "jo\nhn@example.org", "a\\b@example.org", "john@..",
+])
+def test_mailbox_path_refuses_escapes(tmp_path: Path, address: str) -> None:
+    with pytest.raises(UnsafeAddress):
+        mailbox_path(tmp_path, address)
+
+
+def test_mailbox_size_counts_all_folders_and_stats_unsized_files(tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    deliver_to_maildir(maildir, b"a" * 100 + b"\n")
+    (maildir / "cur" / "123.M1P1.host,S=50,W=52:2,S").write_bytes(b"x" * 50)
+    (maildir / "cur" / "old-style-name:2,").write_bytes(b"y" * 7)
+    deliver_to_maildir(maildir / ".Sent", b"b" * 9 + b"\n")
+    (maildir / "tmp" / "ignored,S=1000").write_bytes(b"")
+    assert mailbox_size(maildir) == 101 + 50 + 7 + 10
+    assert mailbox_size(tmp_path / "missing") == 0

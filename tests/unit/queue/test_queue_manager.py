@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from mailroom.mailstore import maildir as maildir_module
+from mailroom.queue import local as local_module
+from mailroom.queue.envelope import Envelope, Recipient
+from mailroom.queue.manager import REMOTE_PENDING, QueueManager, format_delay, next_backoff
+from mailroom.queue.spool import Spool
+from mailroom.queue.transport import DeliveryResult, Outcome, Report
+
+from .conftest import FakeClock, FakeDirectory
+
+DATA = b"Received: from x\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def mail(base: Path, address: str) -> list[bytes]:
+    local, domain = address.split("@")
+    new = base / domain / local / "Maildir" / "new"
+    return [(new / n).read_bytes() for n in sorted(os.listdir(new))] if new.exists() else []
+
+
+def queue(spool: Spool, *rcpts: str, sender: str = "fred@example.com") -> str:
+    return spool.enqueue_sync(Envelope(sender, [Recipient(r) for r in rcpts]), DATA)
+
+
+def run(spool: Spool, directory: FakeDirectory, base: Path, clock: FakeClock,
+        *steps: float, transports: dict[str, object] | None = None) -> QueueManager:
+    """Run the queue now, then again after each clock advance in `steps`."""
+    async def main() -> QueueManager:
+        qm = QueueManager(spool, directory, base, "mx.example.org", clock)
+        for name, transport in (transports or {}).items():
+            qm.register_transport(name, transport)  # type: ignore[arg-type]
+        for qid in spool.recover():
+            qm.notify(qid)
+        await qm.run_queue()
+        for step in steps:
+            clock.advance(step)
+            await qm.run_queue()
+        await qm.stop()
+        return qm
+    return asyncio.run(main())
+
+
+def test_next_backoff_doubles_from_minimum_to_maximum() -> None:
+    assert [next_backoff(n, 300, 4000) for n in range(0, 7)] == [300, 300, 600, 1200, 2400, 4000, 4000]
+    assert next_backoff(10_000, 300, 4000) == 4000
+    assert next_backoff(1, 300, 100) == 100
+
+
+def test_format_delay_like_postfix() -> None:
+    assert [format_delay(s) for s in (0.001, 0.12, 1.5, 12.4, 4000)] == ["0", "0.12", "1.5", "12", "4000"]
+
+
+def test_notify_delivers_at_once_and_logs_like_postfix(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mailroom")
+
+    async def main() -> None:
+        qm = QueueManager(spool, directory, tmp_path / "mail", "mx.example.org", clock)
+        await qm.start()
+        qid = await spool.enqueue(Envelope("fred@example.com", [Recipient("john@example.org")]), DATA)
+        qm.notify(qid)
+        for _ in range(2000):  # until delivered; no fixed sleep
+            if not spool.list_ids():
+                break
+            await asyncio.sleep(0.005)
+        await qm.stop()
+
+    asyncio.run(main())
+    assert spool.list_ids() == []
+    assert len(mail(tmp_path / "mail", "john@example.org")) == 1
+    messages = [(r.name, r.getMessage().split(": ", 1)[1]) for r in caplog.records]
+    assert messages == [
+        ("mailroom.qmgr", f"from=<fred@example.com>, size={len(DATA)}, nrcpt=1 (queue active)"),
+        ("mailroom.virtual", "to=<john@example.org>, relay=virtual, delay=0, delays=0/0/0/0, "
+                             "dsn=2.0.0, status=sent (delivered to maildir)"),
+        ("mailroom.qmgr", "removed"),
+    ]
+
+
+def test_aliases_catch_all_and_duplicates_deliver_once_per_mailbox(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mailroom")
+    directory.add_alias("team@example.org", "john@example.org", "lisa@example.org")
+    directory.add_alias("postmaster@example.org", "john@example.org")
+    directory.add_alias("@example.net", "lisa@example.org")
+    qid = queue(spool, "team@example.org", "Postmaster@example.org", "anything@example.net")
+    run(spool, directory, tmp_path / "mail", clock)
+    assert len(mail(tmp_path / "mail", "john@example.org")) == 1
+    assert len(mail(tmp_path / "mail", "lisa@example.org")) == 1
+    assert mail(tmp_path / "mail", "lisa@example.org")[0].startswith(
+        b"Return-Path: <fred@example.com>\nDelivered-To: lisa@example.org\n")
+    assert spool.list_ids() == []
+    sent = [r.getMessage() for r in caplog.records if "status=sent" in r.getMessage()]
+    assert len(sent) == 2
+    assert sent[0].startswith(f"{qid}: to=<john@example.org>, orig_to=<team@example.org>, relay=virtual")
+
+
+def test_alias_loop_and_unknown_user_bounce(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mailroom")
+    directory.add_alias("a@example.org", "b@example.org")
+    directory.add_alias("b@example.org", "a@example.org")
+    queue(spool, "a@example.org", "nobody@example.org", "john@example.org")
+    run(spool, directory, tmp_path / "mail", clock)
+    text = caplog.text
+    assert "to=<a@example.org>, relay=none" in text and "dsn=5.4.6, status=bounced (mail forwarding loop)" in text
+    assert 'dsn=5.1.1, status=bounced (unknown user: "nobody@example.org")' in text
+    assert len(mail(tmp_path / "mail", "john@example.org")) == 1
+    assert spool.list_ids() == []  # every recipient final
+
+
+def test_directory_outage_defers_with_backoff_then_delivers(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock) -> None:
+    directory.unavailable = True
+    qid = queue(spool, "john@example.org")
+    qm = run(spool, directory, tmp_path / "mail", clock, 299)  # first try, then 1 s too early
+    env, _ = spool.load(qid)
+    rcpt = env.recipients[0]
+    assert (rcpt.status, rcpt.dsn, rcpt.attempts) == ("pending", "4.3.0", 1)
+    assert rcpt.next_attempt == clock.now + 1
+    assert qm.scheduled() == {qid: clock.now + 1}
+    directory.unavailable = False
+    run(spool, directory, tmp_path / "mail", clock, 1)
+    assert len(mail(tmp_path / "mail", "john@example.org")) == 1
+    assert spool.list_ids() == []
+
+
+def test_deferred_too_long_expires(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mailroom")
+    directory.unavailable = True
+    queue(spool, "john@example.org")
+    run(spool, directory, tmp_path / "mail", clock, *[4000] * 108)  # 5 days
+    assert spool.list_ids() == []
+    assert "dsn=5.3.0, status=expired (message expired: temporary lookup failure)" in caplog.text
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    async def deliver(self, envelope: Envelope, data_path: Path, recipients: Sequence[Recipient],
+                      report: Report | None = None) -> list[DeliveryResult]:
+        assert data_path.read_bytes() == DATA
+        self.calls.append([r.address for r in recipients])
+        return [DeliveryResult(r.address, Outcome.SENT, "2.0.0", "250 ok", "mx.remote.test[192.0.2.9]:25")
+                for r in recipients]
+
+
+def test_remote_recipients_wait_for_the_outbound_transport(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock) -> None:
+    qid = queue(spool, "john@example.org", "someone@remote.test")
+    run(spool, directory, tmp_path / "mail", clock)
+    env, _ = spool.load(qid)
+    assert [(r.address, r.status) for r in env.recipients] == [
+        ("john@example.org", "delivered"), ("someone@remote.test", "deferred")]
+    assert env.recipients[1].reason == REMOTE_PENDING
+    outbound = RecordingTransport()
+    run(spool, directory, tmp_path / "mail", clock, 300, transports={"smtp": outbound})
+    assert outbound.calls == [["someone@remote.test"]]
+    assert spool.list_ids() == []
+    assert len(mail(tmp_path / "mail", "john@example.org")) == 1
+
+
+def test_restart_after_crash_resumes_exactly_once(
+        tmp_path: Path, directory: FakeDirectory, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Freeze the disk as a crash would leave it just before the second mailbox, restart."""
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    real = maildir_module.deliver_to_maildir
+    calls = 0
+
+    def deliver(*args: object, **kwargs: object) -> Path:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            shutil.copytree(live, crashed)  # the state a kill -9 here leaves behind
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local_module, "deliver_to_maildir", deliver)
+    spool = Spool(live / "queue", clock=clock)
+    queue(spool, "john@example.org", "lisa@example.org")
+    run(spool, directory, live / "mail", clock)
+    spool.close()
+    assert calls == 2 and (crashed / "queue").exists()
+    assert len(mail(crashed / "mail", "john@example.org")) == 1
+    assert mail(crashed / "mail", "lisa@example.org") == []
+
+    async def restart() -> None:
+        restarted = Spool(crashed / "queue", clock=clock)
+        qm = QueueManager(restarted, directory, crashed / "mail", "mx.example.org", clock)
+        await qm.start()  # recover() + schedule everything queued
+        for _ in range(2000):
+            if not restarted.list_ids():
+                break
+            await asyncio.sleep(0.005)
+        await qm.stop()
+        restarted.close()
+
+    asyncio.run(restart())
+    assert calls == 3  # only lisa's delivery was repeated work
+    assert len(mail(crashed / "mail", "john@example.org")) == 1
+    assert len(mail(crashed / "mail", "lisa@example.org")) == 1
+    assert os.listdir(crashed / "queue" / "active") == []

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailroom.queue.envelope import ClientInfo, Envelope, Recipient
+from mailroom.queue.spool import GroupSync, Spool, SpoolError
+
+from .conftest import FakeClock
+
+DATA = b"Subject: hi\r\n\r\nhello\r\n"
+
+
+def envelope(*rcpts: str) -> Envelope:
+    return Envelope(sender="john@example.org",
+                    recipients=[Recipient(r) for r in rcpts or ("lisa@example.org",)],
+                    client=ClientInfo(helo="client.example", address="192.0.2.1"))
+
+
+def test_enqueue_load_round_trip(spool: Spool, clock: FakeClock) -> None:
+    env = envelope("lisa@example.org", "fred@example.com")
+    qid = asyncio.run(spool.enqueue(env, DATA, header=b"Received: x\r\n"))
+    loaded, data_path = spool.load(qid)
+    assert data_path.read_bytes() == b"Received: x\r\n" + DATA
+    assert loaded == env
+    assert loaded.queue_id == qid and loaded.size == len(DATA) + 13
+    assert loaded.arrival_time == clock.now
+    assert [r.address for r in loaded.recipients] == ["lisa@example.org", "fred@example.com"]
+    assert spool.list_ids() == [qid]
+    assert os.listdir(spool.incoming) == []
+    for name in os.listdir(spool.active):
+        assert stat.S_IMODE((spool.active / name).stat().st_mode) == 0o600
+
+
+def test_given_queue_id_is_used_and_never_overwritten(spool: Spool) -> None:
+    env = envelope()
+    env.queue_id = spool.new_queue_id()
+    qid = spool.enqueue_sync(env, DATA)
+    assert qid == env.queue_id
+    again = envelope()
+    again.queue_id = qid
+    with pytest.raises(SpoolError, match="already in use"):
+        spool.enqueue_sync(again, b"other")
+    assert spool.load(qid)[1].read_bytes() == DATA
+
+
+def test_update_and_remove(spool: Spool) -> None:
+    qid = spool.enqueue_sync(envelope(), DATA)
+    env, _ = spool.load(qid)
+    env.recipients[0].status = "delivered"
+    spool.update_envelope(qid, env)
+    assert spool.load(qid)[0].recipients[0].status == "delivered"
+    assert os.listdir(spool.incoming) == []
+    spool.remove(qid)
+    assert spool.list_ids() == [] and os.listdir(spool.active) == []
+    with pytest.raises(SpoolError, match="no such queue file"):
+        spool.load(qid)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "", "abc", "X" * 15 + "/"])
+def test_queue_ids_cannot_name_paths(spool: Spool, bad: str) -> None:
+    for call in (spool.load, spool.remove):
+        with pytest.raises(SpoolError, match="invalid queue id"):
+            call(bad)
+
+
+def test_recover_after_crash_keeps_only_whole_messages(tmp_path: Path) -> None:
+    """Leftovers of every crash point: mid-write temp files, data renamed but no envelope,
+    an envelope whose data rename was lost, an unparsable envelope."""
+    spool = Spool(tmp_path / "q")
+    whole = spool.enqueue_sync(envelope(), DATA)
+    ids = [spool.new_queue_id() for _ in range(4)]
+    (spool.incoming / f"{ids[0]}.data").write_bytes(b"half a mess")
+    (spool.incoming / f"{ids[0]}.env").write_bytes(b"{")
+    (spool.active / f"{ids[1]}.data").write_bytes(DATA)
+    (spool.active / f"{ids[2]}.env").write_text(json.dumps(envelope().to_json_dict()))
+    (spool.active / f"{ids[3]}.data").write_bytes(DATA)
+    (spool.active / f"{ids[3]}.env").write_bytes(b'{"sender": ')
+    (spool.active / "stray-file").write_bytes(b"x")
+    spool.close()
+
+    restarted = Spool(tmp_path / "q")
+    assert restarted.recover() == [whole]
+    assert os.listdir(restarted.incoming) == []
+    assert sorted(os.listdir(restarted.active)) == [f"{whole}.data", f"{whole}.env"]
+    assert sorted(os.listdir(restarted.corrupt)) == [f"{ids[3]}.data", f"{ids[3]}.env"]
+    assert restarted.list_ids() == [whole]
+    restarted.close()
+
+
+def test_disk_full_raises_spool_error_and_leaves_nothing(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(SpoolError) as info:
+        asyncio.run(spool.enqueue(envelope(), DATA))
+    assert info.value.disk
+    monkeypatch.undo()
+    assert os.listdir(spool.incoming) == [] and os.listdir(spool.active) == []
+
+
+def test_failed_directory_fsync_withdraws_the_message(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(spool._commit, "_fsync", broken)
+    with pytest.raises(SpoolError):
+        spool.enqueue_sync(envelope(), DATA)
+    assert os.listdir(spool.active) == [] and os.listdir(spool.incoming) == []
+
+
+def test_group_sync_one_fsync_for_all_who_waited(tmp_path: Path) -> None:
+    calls: list[Path] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def fsync(path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            first_started.set()
+            release.wait(10)
+
+    group = GroupSync(tmp_path, fsync)
+    leader = threading.Thread(target=group.sync)
+    leader.start()
+    assert first_started.wait(10)
+    followers = [threading.Thread(target=group.sync) for _ in range(10)]
+    for t in followers:
+        t.start()
+    deadline = time.monotonic() + 10  # until all followers queue behind the running fsync
+    while group.waiters < 10 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert group.waiters == 10
+    release.set()
+    for t in [leader, *followers]:
+        t.join(10)
+    assert group.rounds == 2 and len(calls) == 2
+
+
+def test_group_sync_failure_reaches_the_callers_it_covered(tmp_path: Path) -> None:
+    def fsync(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError):
+        GroupSync(tmp_path, fsync).sync()
+
+
+def test_many_concurrent_enqueues_share_directory_fsyncs(spool: Spool) -> None:
+    count = 200
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(spool.enqueue(envelope(), DATA * 200) for _ in range(count)))
+
+    ids = asyncio.run(main())
+    assert len(set(ids)) == count
+    assert sorted(ids) == spool.list_ids()
+    assert spool.commit_rounds < count  # group commit: far fewer in practice
+    assert all(spool.load(q)[1].stat().st_size == len(DATA) * 200 for q in ids)
