@@ -44,3 +44,126 @@ class Reply:
     def __str__(self) -> str:
         """The one-line form Postfix writes into log lines."""
         return f"{self.code} {self.enhanced} {self.text}" if self.enhanced else f"{self.code} {self.text}"
+
+
+# ---------------------------------------------------------------------------
+# The catalogue. Texts are Postfix 3.x smtpd's own words unless a comment says
+# why mailroom differs. Factories take the variable part (hostname, queue id).
+# ---------------------------------------------------------------------------
+
+
+def greeting(banner: str) -> Reply:
+    """RFC 5321 §4.2: 220 + smtpd_banner ("mail.example.org ESMTP mailroom")."""
+    return Reply(220, "", banner)
+
+
+def helo_ok(hostname: str) -> Reply:
+    """RFC 5321 §4.1.1.1: HELO is answered with our name, no enhanced code."""
+    return Reply(250, "", hostname)
+
+
+def ehlo_ok(hostname: str, keywords: list[str]) -> Reply:
+    """RFC 5321 §4.1.1.1: EHLO lists our name, then one extension per line."""
+    return Reply(250, "", "\n".join([hostname, *keywords]))
+
+
+def queued_as(queue_id: str) -> Reply:
+    """RFC 5321 §4.1.1.4: the message is safe on disk (Postfix logs the same id)."""
+    return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+def vrfy_cannot_verify(argument: str) -> Reply:
+    """RFC 5321 §3.5.3: 252 = "cannot VRFY but will accept"; nothing is disclosed."""
+    return Reply(252, "2.0.0", argument)
+
+
+def auth_failed(reason: str = "(reason unavailable)") -> Reply:
+    """RFC 4954 §6 535 5.7.8; the reason is what Dovecot's auth service sends."""
+    return Reply(535, "5.7.8", f"Error: authentication failed: {reason}")
+
+
+def unsupported_option(option: str) -> Reply:
+    """RFC 1869 §6: an ESMTP parameter we did not advertise (echoed like Postfix)."""
+    return Reply(555, "5.5.4", f"Unsupported option: {option}")
+
+
+def timeout_exceeded(hostname: str) -> Reply:
+    """smtpd_timeout expired; RFC 5321 §4.5.3.2 lets the server close with 421."""
+    return Reply(421, "4.4.2", f"{hostname} Error: timeout exceeded")
+
+
+def too_many_errors(hostname: str) -> Reply:
+    """smtpd_hard_error_limit reached; RFC 5321 §3.8 421 then close."""
+    return Reply(421, "4.7.0", f"{hostname} Error: too many errors")
+
+
+def bare_lf_in_command(hostname: str) -> Reply:
+    """Postfix 3.9 smtpd_forbid_bare_newline=reject wording; 521 because we close
+    (RFC 7504): a client that ends commands with bare LF cannot be framed safely."""
+    return Reply(521, "5.5.2", f"{hostname} Error: bare <LF> received")
+
+
+def challenge(payload_b64: str) -> Reply:
+    """RFC 4954 §4: "334 " + base64 challenge (may be empty)."""
+    return Reply(334, "", payload_b64)
+
+
+OK = Reply(250, "2.0.0", "Ok")
+SENDER_OK = Reply(250, "2.1.0", "Ok")
+RECIPIENT_OK = Reply(250, "2.1.5", "Ok")
+START_MAIL_INPUT = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+BYE = Reply(221, "2.0.0", "Bye")
+READY_TO_START_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+AUTH_SUCCESSFUL = Reply(235, "2.7.0", "Authentication successful")
+AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")
+AUTH_CANNOT_DECODE = Reply(501, "5.5.2", "Cannot decode response")
+AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
+AUTH_BAD_MECHANISM = auth_failed("Invalid authentication mechanism")
+AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
+ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Error: already authenticated")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+TLS_ALREADY_ACTIVE = Reply(554, "5.5.1", "Error: TLS already active")
+STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
+NOT_IMPLEMENTED = Reply(502, "5.5.1", "Error: command not implemented")
+SEND_HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
+NESTED_MAIL = Reply(503, "5.5.1", "Error: nested MAIL command")
+NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
+NEED_MAIL = Reply(503, "5.5.1", "Error: need MAIL command")
+NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "Error: no valid recipients")
+MAIL_IN_PROGRESS = Reply(503, "5.5.1", "Error: MAIL transaction in progress")
+NOT_RECOGNIZED = Reply(502, "5.5.2", "Error: command not recognized")
+BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
+BAD_UTF8 = Reply(500, "5.5.2", "Error: bad UTF-8 syntax")
+# RFC 5321 §4.5.3.1.4 "500 Line too long"; Postfix silently splits long lines instead.
+LINE_TOO_LONG = Reply(500, "5.5.2", "Error: line too long")
+HELO_SYNTAX = Reply(501, "", "Syntax: HELO hostname")
+EHLO_SYNTAX = Reply(501, "", "Syntax: EHLO hostname")
+MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
+RSET_SYNTAX = Reply(501, "5.5.4", "Syntax: RSET")
+VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
+BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
+# RFC 6531 §3.4: a UTF-8 address without the SMTPUTF8 parameter.
+UTF8_NOT_DECLARED = Reply(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address")
+BAD_SIZE = Reply(501, "5.5.4", "Bad message size syntax")
+BAD_RET = Reply(501, "5.5.4", "Bad RET parameter syntax")
+BAD_ENVID = Reply(501, "5.5.4", "Bad ENVID parameter syntax")
+BAD_NOTIFY = Reply(501, "5.5.4", "Bad NOTIFY parameter syntax")
+BAD_ORCPT = Reply(501, "5.5.4", "Bad ORCPT parameter syntax")
+BAD_BODY = Reply(501, "5.5.4", "Bad BODY keyword syntax")
+MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
+# smtpd_forbid_bare_newline=reject answers 550 (smtpd_forbid_bare_newline_reject_code);
+# mailroom keeps the session because its DATA framing never lost sync.
+BARE_LF_IN_DATA = Reply(550, "5.5.2", "Error: bare <LF> received")
+VRFY_DISABLED = Reply(502, "5.5.1", "VRFY command is disabled")
+# ETRN (RFC 1985 §5): Postfix sends these without enhanced codes; RFC 2034 wants one
+# on every reply once ENHANCEDSTATUSCODES is offered, so mailroom adds them.
+ETRN_STARTED = Reply(250, "2.0.0", "Queuing started")
+ETRN_UNABLE = Reply(458, "4.0.0", "Unable to queue messages")
+ETRN_SYNTAX = Reply(500, "5.5.4", "Syntax: ETRN domain")
+ETRN_BAD_DOMAIN = Reply(501, "5.5.4", "Error: invalid parameter syntax")

@@ -1,0 +1,489 @@
+"""The SMTP server state machine, sans-IO in the manner of h11.
+
+Theory of operation
+-------------------
+The adapter owns the socket; this object owns the protocol. Bytes go in with
+`receive_data()` (b"" = EOF); `next_event()` parses exactly ONE command at a time
+and either answers it itself (syntax, sequence, limits: anything that needs no
+outside knowledge) and moves on, or returns an Event. An event with `needs_reply`
+freezes the core: no further byte is looked at until the adapter calls `accept()`
+or `reply()`. That single rule gives RFC 2920 pipelining for free: a client may
+send MAIL, RCPT, RCPT, DATA in one packet, and the replies still come out strictly
+in command order, each decided with the state its predecessors left behind.
+Replies accumulate in an output buffer drained by `data_to_send()`.
+
+States: GREETING -> COMMAND <-> AUTH (SASL exchange) / DATA (message body) /
+TLS_HANDSHAKE (after STARTTLS) -> CLOSED. Transaction state (sender, recipients)
+lives across COMMAND and DATA and is cleared by RSET, HELO/EHLO, end of DATA,
+STARTTLS and TLS start (RFC 5321 §4.1.1.5, §4.1.4; RFC 3207 §4.2).
+
+Security choices: only <CRLF>.<CRLF> ends DATA (see smtp/data.py); bytes pipelined
+after STARTTLS are discarded (RFC 3207 §6); a command ending in a bare LF closes
+the session when forbid_bare_newline is on; lines are bounded (wire/lines.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum, auto
+
+from mailroom.sasl.mechanisms import (
+    MECHANISMS,
+    Challenge,
+    Credentials,
+    Exchange,
+    Failure,
+    FailureKind,
+)
+from mailroom.smtp import replies
+from mailroom.smtp.address import AddressError, Path, parse_path
+from mailroom.smtp.commands import (
+    AUTH_LINE_LIMIT,
+    COMMAND_LINE_LIMIT,
+    CommandError,
+    MailParams,
+    RcptParams,
+    parse_command,
+    parse_mail,
+    parse_rcpt,
+)
+from mailroom.smtp.data import DataReader
+from mailroom.smtp.events import (
+    NEED_DATA,
+    AuthCredentials,
+    ConnectionClosed,
+    Etrn,
+    Event,
+    Helo,
+    MailFrom,
+    MessageReceived,
+    NeedData,
+    Quit,
+    RcptTo,
+    ServerSettings,
+    StartTLS,
+    Vrfy,
+)
+from mailroom.smtp.replies import Reply
+from mailroom.wire.errors import LocalProtocolError
+from mailroom.wire.lines import Line, LineBuffer
+
+# Commands allowed before STARTTLS when TLS is required (Postfix's SMTPD_CMD_FLAG_PRE_TLS).
+PRE_TLS_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "NOOP", "RSET", "QUIT"})
+
+
+class State(Enum):
+    GREETING = auto()
+    COMMAND = auto()
+    AUTH = auto()
+    DATA = auto()
+    TLS_HANDSHAKE = auto()
+    CLOSED = auto()
+
+
+class ServerConnection:
+    """One SMTP session. Drive it: initiate(), then receive_data()/next_event() in a loop."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.state = State.GREETING
+        self.tls_active = settings.tls_active
+        self.helo_name: str | None = None
+        self.extended = False
+        self.authenticated_user = ""
+        self.auth_mechanism = ""
+        self.error_count = 0
+        self._out = bytearray()
+        self._lines = LineBuffer(AUTH_LINE_LIMIT)
+        self._eof = False
+        self._pending: Event | None = None
+        self._close_reason = ""
+        self._sasl: Exchange | None = None
+        self._data: DataReader | None = None
+        self._sender: tuple[Path, MailParams] | None = None
+        self._recipients: list[tuple[Path, RcptParams]] = []
+
+    # ------------------------------------------------------------ adapter API
+
+    def initiate(self, reply: Reply | None = None) -> bytes:
+        """Send the 220 greeting, or a client-restriction refusal (which closes)."""
+        if self.state is not State.GREETING:
+            raise LocalProtocolError("initiate() called twice")
+        self.state = State.COMMAND
+        self._send(reply or replies.greeting(self.settings.banner), count=False)
+        if reply is not None and not reply.is_positive:
+            self._close("rejected at connect")
+        return self.data_to_send()
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes as they arrived; b"" means the client closed its side."""
+        if not data:
+            self._eof = True
+        elif self.state is State.TLS_HANDSHAKE or self.state is State.CLOSED:
+            return  # RFC 3207 §6: nothing sent in plaintext after STARTTLS is trusted
+        elif self._data is not None and self._data.result is None:
+            rest = self._data.feed(data)
+            if rest is not None:
+                self._lines.feed(rest)
+        else:
+            self._lines.feed(data)
+
+    def next_event(self) -> Event | NeedData:
+        if self._pending is not None:
+            raise LocalProtocolError(f"answer {type(self._pending).__name__} first")
+        if self.state is State.GREETING:
+            raise LocalProtocolError("call initiate() first")
+        while True:
+            if self.state is State.CLOSED:
+                return ConnectionClosed(self._close_reason)
+            if self.state is State.TLS_HANDSHAKE:
+                return NEED_DATA
+            event = self._data_step() if self.state is State.DATA else self._line_step()
+            if isinstance(event, NeedData):
+                return event
+            if event is not None:
+                if event.needs_reply:
+                    self._pending = event
+                return event
+
+    def accept(self, *, queue_id: str | None = None) -> None:
+        """Answer the pending event with its usual positive reply."""
+        event = self._pending
+        if isinstance(event, Helo):
+            self.reply(replies.OK)
+        elif isinstance(event, MailFrom):
+            self.reply(replies.SENDER_OK)
+        elif isinstance(event, RcptTo):
+            self.reply(replies.RECIPIENT_OK)
+        elif isinstance(event, AuthCredentials):
+            self.reply(replies.AUTH_SUCCESSFUL)
+        elif isinstance(event, MessageReceived):
+            if not queue_id:
+                raise LocalProtocolError("accepting a message needs its queue id")
+            self.reply(replies.queued_as(queue_id))
+        elif isinstance(event, Vrfy):
+            self.reply(replies.vrfy_cannot_verify(event.argument))
+        elif isinstance(event, Etrn):
+            self.reply(replies.ETRN_STARTED)
+        else:
+            raise LocalProtocolError("no event is waiting for an answer")
+
+    def reply(self, reply: Reply) -> None:
+        """Answer the pending event; state changes apply only when `reply` is positive."""
+        event, self._pending = self._pending, None
+        if event is None:
+            raise LocalProtocolError("no event is waiting for an answer")
+        ok = reply.is_positive
+        if isinstance(event, Helo) and ok:
+            # RFC 5321 §4.1.4: HELO/EHLO resets the transaction.
+            self.helo_name, self.extended = event.name, event.extended
+            self._reset_transaction()
+            h = self.settings.hostname
+            reply = replies.ehlo_ok(h, self.ehlo_keywords()) if event.extended else replies.helo_ok(h)
+        elif isinstance(event, MailFrom) and ok:
+            self._sender = (event.path, event.params)
+        elif isinstance(event, RcptTo) and ok:
+            self._recipients.append((event.path, event.params))
+        elif isinstance(event, AuthCredentials) and ok:
+            self.authenticated_user, self.auth_mechanism = event.username, event.mechanism
+        elif isinstance(event, MessageReceived):
+            self._reset_transaction()  # RFC 5321 §4.1.1.4: either way, the transaction ends
+            if ok:
+                self.error_count = 0  # Postfix counts errors "without delivering mail"
+        self._send(reply)
+        if reply.code == 421:
+            self._close("closed by adapter reply")  # RFC 5321 §3.8
+
+    def tls_started(self) -> None:
+        """The handshake succeeded: RFC 3207 §4.2, forget everything learned before it."""
+        if self.state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError("tls_started() without STARTTLS")
+        self.state = State.COMMAND
+        self.tls_active = True
+        self.helo_name, self.extended = None, False
+        self.authenticated_user = self.auth_mechanism = ""
+        self._reset_transaction()
+        self._lines.clear()
+
+    def timeout(self) -> bytes:
+        """smtpd_timeout expired: the 421 to send before closing."""
+        self._pending = None
+        if self.state is not State.CLOSED:
+            self._send(replies.timeout_exceeded(self.settings.hostname), count=False)
+            self._close("timeout")
+        return self.data_to_send()
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def awaiting_reply(self) -> Event | None:
+        return self._pending
+
+    @property
+    def over_soft_error_limit(self) -> bool:
+        """Postfix sleeps smtpd_error_sleep_time before each reply past this point."""
+        return self.error_count > self.settings.soft_error_limit
+
+    def ehlo_keywords(self) -> list[str]:
+        """RFC 5321 §4.1.1.1 extension list, in Postfix's order."""
+        s = self.settings
+        kw = ["PIPELINING", f"SIZE {s.message_size_limit}" if s.message_size_limit else "SIZE"]
+        if not s.vrfy_disabled:
+            kw.append("VRFY")
+        kw.append("ETRN")
+        if s.tls_available and not self.tls_active:
+            kw.append("STARTTLS")
+        if self._auth_offered():
+            kw.append("AUTH " + " ".join(MECHANISMS))
+        kw += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
+        if s.smtputf8:
+            kw.append("SMTPUTF8")
+        return kw
+
+    # -------------------------------------------------------------- internals
+
+    def _auth_offered(self) -> bool:
+        s = self.settings
+        return s.auth_enabled and (self.tls_active or not s.tls_required_for_auth)
+
+    def _send(self, reply: Reply, *, count: bool = True) -> None:
+        self._out += reply.encode()
+        if count and reply.code >= 400 and self.state is not State.CLOSED:
+            self.error_count += 1
+            if self.error_count >= self.settings.hard_error_limit:
+                self._out += replies.too_many_errors(self.settings.hostname).encode()
+                self._close("too many errors")
+
+    def _close(self, reason: str) -> None:
+        self.state = State.CLOSED
+        self._close_reason = reason
+        self._data = None
+        self._sasl = None
+
+    def _reset_transaction(self) -> None:
+        self._sender = None
+        self._recipients = []
+
+    def _data_step(self) -> Event | NeedData | None:
+        assert self._data is not None
+        result = self._data.result
+        if result is None:
+            if self._eof:
+                self._close("lost connection after DATA")
+                return None
+            return NEED_DATA
+        self._data = None
+        self.state = State.COMMAND
+        sender = self._sender
+        recipients = tuple(self._recipients)
+        if result.too_big:
+            self._reset_transaction()
+            self._send(replies.MESSAGE_TOO_BIG)  # RFC 1870 §6.3
+        elif result.bare_lf:
+            self._reset_transaction()
+            self._send(replies.BARE_LF_IN_DATA)
+        else:
+            assert sender is not None
+            return MessageReceived(result.message, sender[0], sender[1], recipients)
+        return None
+
+    def _line_step(self) -> Event | NeedData | None:
+        item = self._lines.next_line()
+        if item is None:
+            if self._eof:
+                self._close("lost connection")
+                return None
+            return NEED_DATA
+        if not isinstance(item, Line):
+            self._sasl = None if self.state is State.AUTH else self._sasl
+            self.state = State.COMMAND
+            self._send(replies.LINE_TOO_LONG)  # RFC 5321 §4.5.3.1.4
+            return None
+        if item.bare_lf and self.settings.forbid_bare_newline:
+            self._send(replies.bare_lf_in_command(self.settings.hostname), count=False)
+            self._close("bare LF in command")
+            return None
+        try:
+            text = item.text.decode("utf-8")
+        except UnicodeDecodeError:
+            self._send(replies.BAD_UTF8)
+            return None
+        if self.state is State.AUTH:
+            return self._sasl_step(item.text)
+        command = parse_command(text)
+        if item.wire_length > COMMAND_LINE_LIMIT and command.verb != "AUTH":
+            self._send(replies.LINE_TOO_LONG)
+            return None
+        return self._dispatch(command.verb, command.argument)
+
+    def _dispatch(self, verb: str, arg: str) -> Event | None:
+        s = self.settings
+        if not verb:
+            return self._refuse(replies.BAD_SYNTAX)
+        handler = _HANDLERS.get(verb)
+        if handler is None:
+            return self._refuse(replies.NOT_RECOGNIZED)  # HELP, EXPN, BDAT, ... like Postfix
+        if s.tls_required and not self.tls_active and verb not in PRE_TLS_VERBS:
+            return self._refuse(replies.STARTTLS_FIRST)  # RFC 3207 §4
+        try:
+            event: Event | None = handler(self, arg)
+            return event
+        except CommandError as exc:
+            return self._refuse(exc.reply)
+
+    def _refuse(self, reply: Reply) -> Event | None:
+        """Answer the command ourselves; no event for the adapter."""
+        self._send(reply)
+        return None
+
+    def _helo(self, arg: str, extended: bool) -> Event | None:
+        if not arg:
+            return self._refuse(replies.EHLO_SYNTAX if extended else replies.HELO_SYNTAX)
+        return Helo(arg, extended)
+
+    def _mail(self, arg: str) -> Event | None:
+        s = self.settings
+        if self.helo_name is None and s.helo_required:
+            return self._refuse(replies.SEND_HELO_FIRST)  # smtpd_helo_required
+        if s.auth_required_for_mail and not self.authenticated_user:
+            return self._refuse(replies.AUTH_REQUIRED)  # RFC 4954 §6
+        if self._sender is not None:
+            return self._refuse(replies.NESTED_MAIL)
+        path, params = parse_mail(
+            arg, message_size_limit=s.message_size_limit, smtputf8_enabled=s.smtputf8
+        )
+        return MailFrom(path, params)
+
+    def _rcpt(self, arg: str) -> Event | None:
+        if self._sender is None:
+            return self._refuse(replies.NEED_MAIL)
+        path, params = parse_rcpt(arg, smtputf8=self._sender[1].smtputf8)
+        if len(self._recipients) >= self.settings.recipient_limit:
+            return self._refuse(replies.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.8
+        return RcptTo(path, params)
+
+    def _data_cmd(self, arg: str) -> Event | None:
+        if arg:
+            return self._refuse(replies.DATA_SYNTAX)
+        if self._sender is None:
+            return self._refuse(replies.NEED_RCPT)
+        if not self._recipients:
+            return self._refuse(replies.NO_VALID_RECIPIENTS)  # RFC 2920 §3.1
+        self._send(replies.START_MAIL_INPUT)
+        self.state = State.DATA
+        self._data = DataReader(self.settings.message_size_limit, self.settings.forbid_bare_newline)
+        rest = self._data.feed(self._lines.take())
+        if rest is not None:
+            self._lines.feed(rest)
+        return None
+
+    def _rset(self, arg: str) -> Event | None:
+        if arg:
+            return self._refuse(replies.RSET_SYNTAX)
+        self._reset_transaction()  # RFC 5321 §4.1.1.5
+        return self._refuse(replies.OK)
+
+    def _noop(self, arg: str) -> Event | None:
+        return self._refuse(replies.OK)  # RFC 5321 §4.1.1.9: the argument is ignored
+
+    def _quit(self, arg: str) -> Event | None:
+        self._send(replies.BYE)
+        self._close("QUIT")
+        return Quit()
+
+    def _vrfy(self, arg: str) -> Event | None:
+        if self.settings.vrfy_disabled:
+            return self._refuse(replies.VRFY_DISABLED)
+        if not arg:
+            return self._refuse(replies.VRFY_SYNTAX)
+        return Vrfy(arg)
+
+    def _etrn(self, arg: str) -> Event | None:
+        if self.helo_name is None:
+            return self._refuse(replies.SEND_HELO_FIRST)
+        if self._sender is not None:
+            return self._refuse(replies.MAIL_IN_PROGRESS)  # RFC 1985 §5
+        if not arg or " " in arg:
+            return self._refuse(replies.ETRN_SYNTAX)
+        domain = arg[1:] if arg[0] in "@#" else arg
+        try:
+            parse_path(f"<x@{domain}>", allow_utf8=False)
+        except AddressError:
+            return self._refuse(replies.ETRN_BAD_DOMAIN)
+        return Etrn(domain)
+
+    def _starttls(self, arg: str) -> Event | None:
+        if arg:
+            return self._refuse(replies.STARTTLS_SYNTAX)
+        if self.tls_active:
+            return self._refuse(replies.TLS_ALREADY_ACTIVE)
+        if not self.settings.tls_available:
+            return self._refuse(replies.NOT_IMPLEMENTED)
+        self._send(replies.READY_TO_START_TLS)
+        self._lines.clear()  # RFC 3207 §6: drop anything pipelined behind STARTTLS
+        self.state = State.TLS_HANDSHAKE
+        return StartTLS()
+
+    def _auth(self, arg: str) -> Event | None:
+        s = self.settings
+        if not s.auth_enabled:
+            return self._refuse(replies.AUTH_NOT_ENABLED)
+        if s.tls_required_for_auth and not self.tls_active:
+            # smtpd_tls_auth_only: AUTH is not offered, so Postfix answers as if it were off.
+            return self._refuse(replies.AUTH_NOT_ENABLED)
+        if self.helo_name is None:
+            return self._refuse(replies.SEND_HELO_FIRST)
+        if self.authenticated_user:
+            return self._refuse(replies.ALREADY_AUTHENTICATED)  # RFC 4954 §4
+        if self._sender is not None:
+            return self._refuse(replies.MAIL_IN_PROGRESS)  # RFC 4954 §4
+        words = arg.split(" ")
+        if not arg or len(words) > 2:
+            return self._refuse(replies.AUTH_SYNTAX)
+        self._sasl = Exchange()
+        initial = words[1].encode("ascii", "replace") if len(words) == 2 else None
+        return self._sasl_result(self._sasl.start(words[0], initial))
+
+    def _sasl_step(self, line: bytes) -> Event | None:
+        assert self._sasl is not None
+        return self._sasl_result(self._sasl.step(line))
+
+    def _sasl_result(self, step: Challenge | Credentials | Failure) -> Event | None:
+        if isinstance(step, Challenge):
+            self.state = State.AUTH
+            self._send(replies.challenge(step.b64))
+            return None
+        self.state = State.COMMAND
+        self._sasl = None
+        if isinstance(step, Credentials):
+            return AuthCredentials(step.mechanism, step.authzid, step.username, step.password)
+        return self._refuse(_SASL_FAILURES.get(step.kind) or replies.auth_failed())
+
+
+_SASL_FAILURES = {
+    FailureKind.ABORTED: replies.AUTH_ABORTED,
+    FailureKind.DECODE: replies.AUTH_CANNOT_DECODE,
+    FailureKind.MECHANISM: replies.AUTH_BAD_MECHANISM,
+}
+
+_HANDLERS: dict[str, Callable[[ServerConnection, str], Event | None]] = {
+    "HELO": lambda c, a: c._helo(a, False),
+    "EHLO": lambda c, a: c._helo(a, True),
+    "MAIL": ServerConnection._mail,
+    "RCPT": ServerConnection._rcpt,
+    "DATA": ServerConnection._data_cmd,
+    "RSET": ServerConnection._rset,
+    "NOOP": ServerConnection._noop,
+    "QUIT": ServerConnection._quit,
+    "VRFY": ServerConnection._vrfy,
+    "ETRN": ServerConnection._etrn,
+    "STARTTLS": ServerConnection._starttls,
+    "AUTH": ServerConnection._auth,
+}
