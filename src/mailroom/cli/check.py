@@ -42,12 +42,10 @@ def find_problems(config_dir: Path) -> list[str]:
 
 
 def _check_restrictions(config: Config) -> list[str]:
+    from mailroom.policy.evaluator import PolicySettings
+
     try:
-        from mailroom.policy.settings import settings_from_config
-    except ImportError:
-        return []
-    try:
-        settings_from_config(config)
+        PolicySettings.from_config(config.__getitem__)
     except (ValueError, ConfigError) as exc:
         return [f"{config.filename}: {exc}"]
     return []

@@ -94,6 +94,7 @@ _p("smtpd_etrn_restrictions", RESTRICTIONS, "", "Restrictions applied to the ETR
 _p("smtpd_delay_reject", BOOL, "yes", "Evaluate client, HELO and sender restrictions at RCPT time.", G)
 _p("smtpd_helo_required", BOOL, "no", "Require HELO or EHLO before MAIL.", G)
 _p("smtpd_reject_unlisted_recipient", BOOL, "yes", "Reject RCPT for unknown users in local virtual domains.", G)
+_p("smtpd_reject_unlisted_sender", BOOL, "no", "Reject MAIL FROM addresses in local virtual domains that have no user or alias.", G)
 _p("disable_vrfy_command", BOOL, "no", "Turn VRFY off (502). Even when on, mailroom never tells an unauthenticated client whether a mailbox exists.", G)
 
 # -- limits -----------------------------------------------------------------------------
