@@ -110,6 +110,7 @@ _p("smtpd_client_connection_rate_limit", INT, "0", "Most connections per anvil_r
 _p("smtpd_client_auth_rate_limit", INT, "0", "Most AUTH commands per anvil_rate_time_unit from one client (0 = no limit).", G)
 _p("anvil_rate_time_unit", SECONDS, "60s", "Time unit for the rate limits.", G)
 _p("smtpd_forbid_bare_newline", BOOL, "yes", "Reject a bare LF in commands or message data (SMTP smuggling defence). Stricter than Postfix: no $mynetworks exemption.", G)
+_p("smtputf8_enable", BOOL, "yes", "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses with it.", G)
 _p("line_length_limit", INT, "2048", "Longest SMTP command line accepted (AUTH lines may be up to 12288).", G)
 _p("header_size_limit", INT, "102400", "Largest message header accepted, in bytes.", G)
 _p("smtpd_client_limit", INT, "1000", "Most simultaneous SMTP sessions per listener process.", G, origin="mailroom")

@@ -167,3 +167,27 @@ ETRN_STARTED = Reply(250, "2.0.0", "Queuing started")
 ETRN_UNABLE = Reply(458, "4.0.0", "Unable to queue messages")
 ETRN_SYNTAX = Reply(500, "5.5.4", "Syntax: ETRN domain")
 ETRN_BAD_DOMAIN = Reply(501, "5.5.4", "Error: invalid parameter syntax")
+
+# -- answers the adapter gives to events (service state, not grammar) -------------------
+TEMP_AUTH_FAILURE = Reply(454, "4.7.0", "Temporary authentication failure")
+QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
+INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
+
+
+def too_many_connections(hostname: str, client_ip: str) -> Reply:
+    """smtpd_client_connection_count_limit / _rate_limit exceeded (anvil)."""
+    return Reply(421, "4.7.0", f"{hostname} Error: too many connections from {client_ip}")
+
+
+def too_many_auth(client_ip: str) -> Reply:
+    """smtpd_client_auth_rate_limit exceeded."""
+    return Reply(450, "4.7.1", f"Error: too many AUTH commands from {client_ip}")
+
+
+def service_unavailable(hostname: str) -> Reply:
+    """An unexpected server-side failure ends the session politely (RFC 5321 §3.8)."""
+    return Reply(421, "4.3.0", f"{hostname} Error: internal error, closing connection")
+
+
+def shutting_down(hostname: str) -> Reply:
+    return Reply(421, "4.3.2", f"{hostname} Service shutting down, closing transmission channel")

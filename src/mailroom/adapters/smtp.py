@@ -1,0 +1,402 @@
+"""The asyncio side of an SMTP session: bytes to the core, answers from the services.
+
+One `SmtpSession` (an asyncio.Protocol) per connection, with one task that drives the
+sans-IO `ServerConnection`. The adapter decides nothing about the protocol: it reads
+(pausing the socket while the core works, so input stays bounded), awaits the
+restrictions, the auth backend and the spool, and writes what the core produced.
+Replies are written when the core needs more input, which is exactly RFC 2920's rule
+for pipelining: flush before waiting for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from typing import TYPE_CHECKING, cast
+
+from mailroom.adapters.tls import describe
+from mailroom.directory.base import DirectoryError
+from mailroom.policy.context import PolicyContext
+from mailroom.queue.headers import received_header
+from mailroom.queue.spool import SpoolError
+from mailroom.runtime.log import get_logger
+from mailroom.smtp import replies
+from mailroom.smtp.events import (
+    NEED_DATA,
+    AuthCredentials,
+    ConnectionClosed,
+    Etrn,
+    Helo,
+    MailFrom,
+    MessageReceived,
+    Quit,
+    RcptTo,
+    ServerSettings,
+    StartTLS,
+    Vrfy,
+)
+from mailroom.smtp.replies import Reply
+from mailroom.smtp.server import ServerConnection
+
+if TYPE_CHECKING:
+    from mailroom.runtime.services import Runtime
+
+log = get_logger("smtpd")
+
+TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds; a client that stalls the handshake is dropped
+HEADER_PEEK = 8192  # bytes of a message read to find its Message-ID for the log
+
+
+@dataclass(frozen=True)
+class ListenerProfile:
+    """What differs between the MX, submission and submissions listeners."""
+
+    name: str  # smtp | submission | submissions
+    settings: ServerSettings
+
+
+class SmtpSession(asyncio.Protocol):
+    def __init__(self, runtime: Runtime, profile: ListenerProfile) -> None:
+        self.runtime = runtime
+        self.profile = profile
+        self.conn = ServerConnection(profile.settings)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.client_name = "unknown"
+        self.tls_text = ""
+        self._input = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._lost = False
+        self._task: asyncio.Task[None] | None = None
+        self._counted = False
+        self._last_command = "CONNECT"
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.client_ip = str(peer[0]).removeprefix("::ffff:") if str(peer[0]).startswith("::ffff:") else str(peer[0])
+        self.client_name = "localhost" if self.client_ip in ("127.0.0.1", "::1") else "unknown"
+        if transport.get_extra_info("ssl_object") is not None:
+            self.tls_text = describe(transport.get_extra_info("ssl_object"))[0]
+        self.runtime.smtp_sessions.add(self)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        # Hold further input until the core has consumed this: input stays bounded.
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._input.set()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._input.set()
+        return True  # keep the write side open until our replies are out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._input.set()
+        self._can_write.set()
+        self.runtime.smtp_sessions.discard(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- the session task ---------------------------------------------------------------
+    @property
+    def who(self) -> str:
+        return f"{self.client_name}[{self.client_ip}]"
+
+    async def _run(self) -> None:
+        log.info("connect from %s", self.who)
+        try:
+            greeting = self._admit()
+            self._write(self.conn.initiate(greeting))
+            if greeting is None:
+                await self._loop()
+        except Exception:
+            log.exception("%s: unexpected error in session", self.who)
+            if not self.conn.closed and not self._lost:
+                with contextlib.suppress(Exception):
+                    self._write(replies.service_unavailable(self.profile.settings.hostname).encode())
+        finally:
+            if self._counted:
+                self.runtime.anvil.disconnect(self.client_ip)
+            log.info("disconnect from %s", self.who)
+            if self.transport is not None and not self._lost:
+                self.transport.close()
+
+    def _admit(self) -> Reply | None:
+        """Anvil limits, exempting $mynetworks as Postfix's smtpd_client_event_limit_exceptions."""
+        config = self.runtime.config
+        if self.runtime.policy.mynetworks_contains(self.client_ip):
+            return None
+        self._counted = True
+        count = self.runtime.anvil.connect(self.client_ip)
+        limit = int(config["smtpd_client_connection_count_limit"])
+        rate_limit = int(config["smtpd_client_connection_rate_limit"])
+        hostname = self.profile.settings.hostname
+        if limit and count > limit:
+            log.warning("Connection concurrency limit exceeded: %d from %s for service %s", count, self.who, self.profile.name)
+            return replies.too_many_connections(hostname, self.client_ip)
+        if rate_limit and self.runtime.anvil.rate("connect", self.client_ip) > rate_limit:
+            log.warning("Connection rate limit exceeded from %s for service %s", self.who, self.profile.name)
+            return replies.too_many_connections(hostname, self.client_ip)
+        return None
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        timeout = float(self.runtime.config["smtpd_timeout"])
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                self._write(conn.data_to_send())
+                if not await self._wait_input(timeout):
+                    log.info("timeout after %s from %s", self._last_command, self.who)
+                    self._write(conn.timeout())
+                    return
+                continue
+            if isinstance(event, ConnectionClosed):
+                self._write(conn.data_to_send())
+                if event.reason.startswith("lost connection"):
+                    log.info("lost connection after %s from %s", self._last_command, self.who)
+                elif event.reason == "too many errors":
+                    log.warning("%s: hangup after too many errors", self.who)
+                return
+            if isinstance(event, StartTLS):
+                self._last_command = "STARTTLS"
+                self._write(conn.data_to_send())
+                if not await self._start_tls():
+                    return
+                conn.tls_started()
+                continue
+            if isinstance(event, Quit):
+                self._last_command = "QUIT"
+                continue
+            await self._answer(event)
+            if conn.over_soft_error_limit:
+                await asyncio.sleep(float(self.runtime.config["smtpd_error_sleep_time"]))
+
+    async def _wait_input(self, timeout: float) -> bool:
+        """Resume reading and wait for bytes (or EOF); False on smtpd_timeout."""
+        if self._lost:
+            self.conn.receive_data(b"")
+            return True
+        self._input.clear()
+        if self.transport is not None:
+            self.transport.resume_reading()
+        await self._can_write.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._input.wait()
+        except TimeoutError:
+            return False
+        if self._lost:
+            self.conn.receive_data(b"")
+        return True
+
+    def _write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self._lost:
+            self.transport.write(data)
+
+    async def _start_tls(self) -> bool:
+        context = self.runtime.tls.context
+        if context is None or self.transport is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(
+                self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
+            log.warning("TLS handshake failed from %s: %s", self.who, getattr(exc, "reason", None) or exc)
+            self._lost = True
+            return False
+        if transport is None:
+            return False
+        self.transport = transport
+        self.tls_text = describe(transport.get_extra_info("ssl_object"))[0]
+        log.info("Anonymous TLS connection established from %s: %s", self.who, self.tls_text)
+        return True
+
+    # -- answering events ------------------------------------------------------------------
+    def _context(self, **extra: str | None) -> PolicyContext:
+        conn = self.conn
+        return PolicyContext(
+            client_address=self.client_ip,
+            client_name=self.client_name,
+            helo=conn.helo_name or "",
+            protocol=self._protocol(),
+            tls_active=conn.tls_active,
+            sasl_username=conn.authenticated_user,
+            sasl_method=conn.auth_mechanism,
+            listener=self.profile.name,
+            **extra,
+        )
+
+    def _protocol(self) -> str:
+        conn = self.conn
+        name = "ESMTP" if conn.extended else "SMTP"
+        if conn.tls_active:
+            name += "S"
+        if conn.authenticated_user:
+            name += "A"
+        return name
+
+    def _reject_log(self, stage: str, reply: Reply, sender: str | None, recipient: str | None = None) -> None:
+        parts = [f"from=<{sender}>" if sender is not None else ""]
+        if recipient is not None:
+            parts.append(f"to=<{recipient}>")
+        parts.append(f"proto={'ESMTP' if self.conn.extended else 'SMTP'}")
+        parts.append(f"helo=<{self.conn.helo_name or ''}>")
+        level = "reject" if reply.is_permanent else "reject"
+        log.info("NOQUEUE: %s: %s from %s: %s; %s", level, stage, self.who, reply, " ".join(p for p in parts if p))
+
+    async def _evaluate(self, stage: str, ctx: PolicyContext) -> Reply | None:
+        try:
+            return await self.runtime.policy.evaluate(stage, ctx)
+        except DirectoryError as exc:
+            log.warning("%s: directory look-up failed: %s", self.who, exc)
+            return Reply(451, "4.3.0", "Temporary lookup failure")
+
+    async def _answer(self, event: object) -> None:
+        conn = self.conn
+        if isinstance(event, Helo):
+            self._last_command = "EHLO" if event.extended else "HELO"
+            ctx = self._context()
+            ctx.helo = event.name
+            reply = await self._evaluate("helo", ctx)
+            if reply is None:
+                conn.accept()
+            else:
+                self._reject_log("HELO", reply, None)
+                conn.reply(reply)
+        elif isinstance(event, MailFrom):
+            self._last_command = "MAIL"
+            self._sender = event.address
+            reply = await self._evaluate("mail", self._context(sender=event.address))
+            if reply is None:
+                conn.accept()
+            else:
+                self._reject_log("MAIL", reply, event.address)
+                conn.reply(reply)
+        elif isinstance(event, RcptTo):
+            self._last_command = "RCPT"
+            reply = await self._evaluate("rcpt", self._context(sender=self._sender, recipient=event.address))
+            if reply is None:
+                conn.accept()
+            else:
+                self._reject_log("RCPT", reply, self._sender, event.address)
+                conn.reply(reply)
+        elif isinstance(event, AuthCredentials):
+            self._last_command = "AUTH"
+            conn.reply(await self._authenticate(event))
+        elif isinstance(event, MessageReceived):
+            self._last_command = "DATA"
+            conn.reply(await self._queue(event))
+        elif isinstance(event, Vrfy):
+            self._last_command = "VRFY"
+            conn.accept()  # 252: never tells whether a mailbox exists
+        elif isinstance(event, Etrn):
+            self._last_command = "ETRN"
+            reply = await self._evaluate("etrn", self._context(etrn_domain=event.domain))
+            if reply is None:
+                self.runtime.queue_manager.flush()
+                conn.accept()
+            else:
+                self._reject_log("ETRN", reply, None)
+                conn.reply(reply)
+        else:  # pragma: no cover - the core has no other events that need an answer
+            raise RuntimeError(f"unexpected event {event!r}")
+
+    _sender: str | None = None
+
+    async def _authenticate(self, event: AuthCredentials) -> Reply:
+        config = self.runtime.config
+        limit = int(config["smtpd_client_auth_rate_limit"])
+        if (
+            limit
+            and not self.runtime.policy.mynetworks_contains(self.client_ip)
+            and self.runtime.anvil.rate("auth", self.client_ip) > limit
+        ):
+            log.warning("AUTH command rate limit exceeded from %s", self.who)
+            return replies.too_many_auth(self.client_ip)
+        if event.authzid and event.authzid.lower() != event.username.lower():
+            temporary, reason = False, "authorization identity differs from the user"
+        else:
+            outcome = await self.runtime.auth_backend.authenticate(
+                event.username,
+                event.password,
+                service="smtp",
+                remote_ip=self.client_ip,
+                secured=self.conn.tls_active,
+            )
+            if outcome.ok:
+                return replies.AUTH_SUCCESSFUL
+            temporary, reason = outcome.temporary, outcome.reason
+        log.warning("%s: SASL %s authentication failed: %s", self.who, event.mechanism, reason or "authentication failure")
+        # A delay after each failure slows password guessing (Postfix/Dovecot auth_failure_delay).
+        await asyncio.sleep(float(config["smtpd_error_sleep_time"]))
+        return replies.TEMP_AUTH_FAILURE if temporary else replies.auth_failed()
+
+    async def _queue(self, event: MessageReceived) -> Reply:
+        runtime = self.runtime
+        envelope = event.envelope()
+        client = envelope.client
+        client.helo = self.conn.helo_name or ""
+        client.hostname = self.client_name
+        client.address = self.client_ip
+        client.protocol = self._protocol()
+        if self.conn.tls_active and runtime.config["smtpd_tls_received_header"]:
+            client.tls = self.tls_text
+        client.sasl_username = self.conn.authenticated_user
+        client.sasl_method = self.conn.auth_mechanism
+        envelope.queue_id = runtime.spool.new_queue_id()
+        envelope.arrival_time = time.time()
+        single = envelope.recipients[0].address if len(envelope.recipients) == 1 else None
+        header = received_header(
+            envelope, runtime.hostname, envelope.queue_id, single, envelope.arrival_time
+        ).encode("utf-8", "replace")
+        try:
+            queue_id = await runtime.spool.enqueue(envelope, event.data, header=header)
+        except SpoolError as exc:
+            log.error("%s: queue file write error: %s", self.who, exc)
+            return replies.INSUFFICIENT_STORAGE if exc.disk else replies.QUEUE_WRITE_ERROR
+        auth = f", sasl_method={client.sasl_method}, sasl_username={client.sasl_username}" if client.sasl_username else ""
+        log.info("%s: client=%s%s", queue_id, self.who, auth)
+        message_id = _message_id(event.data)
+        if message_id:
+            get_logger("cleanup").info("%s: message-id=%s", queue_id, message_id)
+        runtime.queue_manager.notify(queue_id)
+        return replies.queued_as(queue_id)
+
+    def shutdown(self) -> None:
+        """Server stopping: close the connection now (between or inside transactions)."""
+        if self.transport is not None and not self._lost:
+            with contextlib.suppress(Exception):
+                self.transport.write(replies.shutting_down(self.profile.settings.hostname).encode())
+            self.transport.close()
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _message_id(data: bytes) -> str:
+    head = data[:HEADER_PEEK]
+    end = head.find(b"\r\n\r\n")
+    if end >= 0:
+        head = head[:end]
+    try:
+        value = BytesHeaderParser().parsebytes(head).get("Message-ID", "")
+    except Exception:
+        return ""
+    return " ".join(str(value).split())[:200]

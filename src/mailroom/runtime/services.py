@@ -1,0 +1,231 @@
+"""Everything `mailroom serve` runs, built from one Config and rebuilt in part on reload.
+
+The Runtime holds the shared services (directory, spool, queue manager, restrictions,
+auth backend, TLS context, anvil) that every session adapter reads through it, so a
+SIGHUP swaps them for new sessions without touching sessions already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from pathlib import Path
+from typing import Any
+
+from mailroom.adapters.listeners import StartupError, bind
+from mailroom.adapters.smtp import ListenerProfile, SmtpSession
+from mailroom.adapters.tls import TlsConfigError, TlsHolder, server_context
+from mailroom.config.maincf import ConfigError
+from mailroom.config.settings import Config
+from mailroom.directory.base import Directory, DirectoryError
+from mailroom.dns.resolver import DnspythonResolver
+from mailroom.policy.anvil import Anvil
+from mailroom.policy.evaluator import PolicySettings, Restrictions
+from mailroom.queue.manager import QueueManager
+from mailroom.queue.spool import Spool
+from mailroom.runtime.log import get_logger
+from mailroom.sasl.backend import AuthBackend
+from mailroom.sasl.directory_backend import DirectoryAuthBackend
+from mailroom.smtp.events import ServerSettings
+
+__all__ = ["Runtime", "StartupError", "build_runtime"]
+
+log = get_logger("master")
+
+# Listeners not served yet: configured values are reported, not silently ignored.
+NOT_YET_SERVED = ("imap_listen", "imaps_listen", "pop3_listen", "pop3s_listen", "auth_listen")
+
+
+class Runtime:
+    def __init__(self, config: Config, directory: Directory) -> None:
+        self.config = config
+        self.directory = directory
+        self.hostname = config.expanded("myhostname")
+        self.tls = TlsHolder(_load_tls(config))
+        self.policy = _build_policy(config, directory)
+        self.auth_backend: AuthBackend = DirectoryAuthBackend(directory)
+        self.anvil = Anvil(float(config["anvil_rate_time_unit"]))
+        self.spool = Spool(config.path("queue_directory"))
+        self.queue_manager = QueueManager(
+            self.spool,
+            directory,
+            config.path("virtual_mailbox_base"),
+            self.hostname,
+            queue_run_delay=float(config["queue_run_delay"]),
+            minimal_backoff_time=float(config["minimal_backoff_time"]),
+            maximal_backoff_time=float(config["maximal_backoff_time"]),
+            maximal_queue_lifetime=float(config["maximal_queue_lifetime"]),
+            quota_permanent=not config["quota_exceeded_temporary"],
+        )
+        self.smtp_sessions: set[SmtpSession] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.profiles: dict[str, ListenerProfile] = {}
+        self._implicit_tls: ssl.SSLContext | None = None
+
+    # -- listeners -----------------------------------------------------------------------
+    def _profiles(self, config: Config) -> dict[str, ListenerProfile]:
+        hostname = config.expanded("myhostname")
+        level = config["smtpd_tls_security_level"]
+        have_tls = self.tls.context is not None
+        common: dict[str, Any] = dict(
+            hostname=hostname,
+            banner=config.expanded("smtpd_banner"),
+            message_size_limit=int(config["message_size_limit"]),
+            recipient_limit=int(config["smtpd_recipient_limit"]),
+            hard_error_limit=int(config["smtpd_hard_error_limit"]),
+            soft_error_limit=int(config["smtpd_soft_error_limit"]),
+            vrfy_disabled=bool(config["disable_vrfy_command"]),
+            forbid_bare_newline=bool(config["smtpd_forbid_bare_newline"]),
+            helo_required=bool(config["smtpd_helo_required"]),
+            smtputf8=bool(config["smtputf8_enable"]),
+        )
+        return {
+            "smtp": ListenerProfile(
+                "smtp",
+                ServerSettings(
+                    **common,
+                    tls_available=have_tls and level in ("may", "encrypt"),
+                    tls_required=level == "encrypt",
+                    tls_required_for_auth=bool(config["smtpd_tls_auth_only"]),
+                    auth_enabled=bool(config["smtpd_sasl_auth_enable"]),
+                ),
+            ),
+            # RFC 6409 submission as Debian's master.cf sets it up: TLS, then AUTH, then mail.
+            "submission": ListenerProfile(
+                "submission",
+                ServerSettings(
+                    **common,
+                    tls_available=have_tls,
+                    tls_required=True,
+                    tls_required_for_auth=True,
+                    auth_enabled=True,
+                    auth_required_for_mail=True,
+                ),
+            ),
+            "submissions": ListenerProfile(
+                "submissions",
+                ServerSettings(
+                    **common,
+                    tls_available=False,
+                    tls_active=True,
+                    tls_required_for_auth=True,
+                    auth_enabled=True,
+                    auth_required_for_mail=True,
+                ),
+            ),
+        }
+
+    async def start(self) -> None:
+        self.profiles = self._profiles(self.config)
+        await self.queue_manager.start()
+        for name in NOT_YET_SERVED:
+            if self.config.raw(name):
+                log.warning("%s = %s: this listener is not implemented yet and is not started", name, self.config.raw(name))
+        for parameter, profile_name in (
+            ("smtp_listen", "smtp"),
+            ("submission_listen", "submission"),
+            ("submissions_listen", "submissions"),
+        ):
+            addresses = self.config[parameter]
+            if not addresses:
+                continue
+            context: ssl.SSLContext | None = None
+            if profile_name in ("submission", "submissions") and self.tls.context is None:
+                raise StartupError(f"{parameter}: needs smtpd_tls_cert_file and smtpd_tls_key_file (TLS is required there)")
+            if profile_name == "submissions":
+                context = self._implicit_tls_context()
+
+            def factory(name: str = profile_name) -> SmtpSession:
+                return SmtpSession(self, self.profiles[name])
+
+            self.servers += await bind(parameter, addresses, factory, context)
+            log.info("%s: listening on %s", parameter, ", ".join(str(a) for a in addresses))
+
+    def _implicit_tls_context(self) -> ssl.SSLContext:
+        """A context whose SNI hook hands each handshake the current (reloadable) context."""
+        assert self.tls.context is not None
+        base = self.tls.context
+        holder = self.tls
+
+        def pick(sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+            if holder.context is not None and holder.context is not ctx:
+                sslobj.context = holder.context
+
+        base.sni_callback = pick
+        self._implicit_tls = base
+        return base
+
+    # -- reload and stop -------------------------------------------------------------------
+    def reload(self, config: Config) -> None:
+        try:
+            policy = _build_policy(config, self.directory)
+            tls = _load_tls(config)
+        except (StartupError, ConfigError, ValueError) as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        if tls is not None and self._implicit_tls is not None:
+            tls.sni_callback = self._implicit_tls.sni_callback
+        self.config = config
+        self.hostname = config.expanded("myhostname")
+        self.policy = policy
+        self.tls.context = tls
+        self.anvil.rate_window = float(config["anvil_rate_time_unit"])
+        self.profiles = self._profiles(config)
+
+    async def stop(self, timeout: float) -> None:
+        for server in self.servers:
+            server.close()
+        sessions = list(self.smtp_sessions)
+        tasks = [s._task for s in sessions if s._task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for session in sessions:
+                if session._task in pending:
+                    session.shutdown()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        await self.queue_manager.stop(max(timeout, 1.0))
+        self.spool.close()
+        self.directory.close()
+
+
+def _load_tls(config: Config) -> ssl.SSLContext | None:
+    if not config["smtpd_tls_cert_file"]:
+        return None
+    try:
+        return server_context(
+            config.path("smtpd_tls_cert_file"), config.path("smtpd_tls_key_file"), config.expanded("smtpd_tls_protocols")
+        )
+    except TlsConfigError as exc:
+        raise StartupError(f"smtpd_tls_cert_file: {exc}") from None
+
+
+def _build_policy(config: Config, directory: Directory) -> Restrictions:
+    try:
+        settings = PolicySettings.from_config(config.__getitem__)
+    except ValueError as exc:
+        raise StartupError(f"{config.filename}: {exc}") from None
+    nameservers = list(config["dns_nameservers"]) or None
+    return Restrictions(settings, directory, DnspythonResolver(nameservers))
+
+
+async def build_runtime(config: Config) -> Runtime:
+    from mailroom.directory.sql import open_directory
+
+    try:
+        directory = open_directory(config.expanded("directory_url"))
+    except DirectoryError as exc:
+        raise StartupError(f"directory_url: {exc}") from None
+    for name in ("queue_directory", "virtual_mailbox_base", "data_directory"):
+        path: Path = config.path(name)
+        if not path.is_dir():
+            raise StartupError(f"{name} = {path}: directory does not exist (mailroom init creates it)")
+    try:
+        return Runtime(config, directory)
+    except BaseException:
+        directory.close()
+        raise
