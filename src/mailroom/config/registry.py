@@ -135,6 +135,7 @@ G = "mailroom"
 _p("data_directory", PATH, "${config_directory}/data", "Directory for the SQLite directory, pid file and other state.", G, origin="mailroom", restart=True)
 _p("queue_directory", PATH, "${config_directory}/queue", "Directory of the durable mail queue.", G, origin="mailroom", restart=True)
 _p("directory_url", STR, "sqlite:///${data_directory}/directory.db", "SQLAlchemy URL of the users/domains/aliases store (sqlite://, postgresql://, mysql://).", G, origin="mailroom", restart=True)
+_p("directory_cache_ttl", SECONDS, "10s", "How long directory look-ups (domains, users, aliases) are cached, like proxymap; 0 = no cache. Changes made on this host are seen at once.", G, origin="mailroom")
 _p("maillog_file", PATH, "", "Also write log lines to this file.", G)
 _p("dns_nameservers", t.HostPortList(), "", "Resolvers for MX/A/AAAA/RBL look-ups (host[:port] list); empty = the system's.", G, origin="mailroom")
 _p("smtp_listen", LISTEN, "0.0.0.0:25", "MX listener addresses (host:port list; empty = off).", G, origin="mailroom", restart=True)

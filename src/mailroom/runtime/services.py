@@ -19,6 +19,7 @@ from mailroom.adapters.tls import TlsConfigError, TlsHolder, server_context
 from mailroom.config.maincf import ConfigError
 from mailroom.config.settings import Config
 from mailroom.directory.base import Directory, DirectoryError
+from mailroom.directory.cache import CachedDirectory
 from mailroom.dns.resolver import DnspythonResolver
 from mailroom.policy.anvil import Anvil
 from mailroom.policy.evaluator import PolicySettings, Restrictions
@@ -170,6 +171,9 @@ class Runtime:
         self.hostname = config.expanded("myhostname")
         self.policy = policy
         self.tls.context = tls
+        if isinstance(self.directory, CachedDirectory):
+            self.directory.ttl = float(config["directory_cache_ttl"])
+            self.directory.invalidate()
         self.anvil.rate_window = float(config["anvil_rate_time_unit"])
         self.profiles = self._profiles(config)
 
@@ -217,9 +221,10 @@ async def build_runtime(config: Config) -> Runtime:
     from mailroom.directory.sql import open_directory
 
     try:
-        directory = open_directory(config.expanded("directory_url"))
+        backend = open_directory(config.expanded("directory_url"))
     except DirectoryError as exc:
         raise StartupError(f"directory_url: {exc}") from None
+    directory = CachedDirectory(backend, float(config["directory_cache_ttl"]))
     for name in ("queue_directory", "virtual_mailbox_base", "data_directory"):
         path: Path = config.path(name)
         if not path.is_dir():
