@@ -109,7 +109,7 @@ _p("smtpd_client_connection_count_limit", INT, "50", "Most simultaneous connecti
 _p("smtpd_client_connection_rate_limit", INT, "0", "Most connections per anvil_rate_time_unit from one client (0 = no limit).", G)
 _p("smtpd_client_auth_rate_limit", INT, "0", "Most AUTH commands per anvil_rate_time_unit from one client (0 = no limit).", G)
 _p("anvil_rate_time_unit", SECONDS, "60s", "Time unit for the rate limits.", G)
-_p("smtpd_forbid_bare_newline", BOOL, "yes", "Reject a bare LF in commands or message data (SMTP smuggling defence). Stricter than Postfix: no $mynetworks exemption.", G)
+_p("smtpd_forbid_bare_newline", t.Choice(("yes", "normalize", "reject", "no")), "yes", "SMTP smuggling defence; only CRLF.CRLF ever ends DATA. yes: refuse message data containing a bare LF (550), read commands that end in a bare LF as lines (stricter than Postfix's normalize, and no $mynetworks exemption); reject: also end the session on a command with a bare LF (521); normalize or no: accept bare LF in data.", G)
 _p("smtputf8_enable", BOOL, "yes", "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses with it.", G)
 _p("line_length_limit", INT, "2048", "Longest SMTP command line accepted (AUTH lines may be up to 12288).", G)
 _p("header_size_limit", INT, "102400", "Largest message header accepted, in bytes.", G)

@@ -77,7 +77,8 @@ class Runtime:
             hard_error_limit=int(config["smtpd_hard_error_limit"]),
             soft_error_limit=int(config["smtpd_soft_error_limit"]),
             vrfy_disabled=bool(config["disable_vrfy_command"]),
-            forbid_bare_newline=bool(config["smtpd_forbid_bare_newline"]),
+            forbid_bare_newline=config["smtpd_forbid_bare_newline"] in ("yes", "reject"),
+            reject_bare_lf_commands=config["smtpd_forbid_bare_newline"] == "reject",
             helo_required=bool(config["smtpd_helo_required"]),
             smtputf8=bool(config["smtputf8_enable"]),
         )

@@ -31,7 +31,8 @@ class ServerSettings:
     auth_enabled: bool = False  # smtpd_sasl_auth_enable
     auth_required_for_mail: bool = False  # submission listeners: AUTH before MAIL
     vrfy_disabled: bool = False  # disable_vrfy_command
-    forbid_bare_newline: bool = True  # smtpd_forbid_bare_newline (stricter: no exemption)
+    forbid_bare_newline: bool = True  # smtpd_forbid_bare_newline yes|reject: bare LF in DATA refused
+    reject_bare_lf_commands: bool = False  # smtpd_forbid_bare_newline = reject: also in commands
     smtputf8: bool = True  # smtputf8_enable
     helo_required: bool = False  # smtpd_helo_required (Postfix's default: no)
 

@@ -306,7 +306,11 @@ class ServerConnection:
             self.state = State.COMMAND
             self._send(replies.LINE_TOO_LONG)  # RFC 5321 §4.5.3.1.4
             return None
-        if item.bare_lf and self.settings.forbid_bare_newline:
+        # A command line ending in a bare LF (what `openssl s_client` sends as typed, in
+        # the guide's dialog) is read as if it ended in CRLF unless the operator chose
+        # smtpd_forbid_bare_newline = reject. Smuggling is a DATA problem, and DATA ends
+        # only at CRLF.CRLF whatever this setting says.
+        if item.bare_lf and self.settings.reject_bare_lf_commands:
             self._send(replies.bare_lf_in_command(self.settings.hostname), count=False)
             self._close("bare LF in command")
             return None
