@@ -55,3 +55,7 @@ def fresh_demo(tmp_path: Path) -> Path:
     result = run_mailroom("-c", str(path), "init", "--demo", "--hostname", "mail.example.org")
     assert result.code == 0, result
     return path
+
+
+# A running `mailroom serve` on free loopback ports (see tests/e2e/server.py).
+from tests.e2e.server import mailroom_server, mailroom_server_factory  # noqa: E402,F401

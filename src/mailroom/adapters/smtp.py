@@ -121,6 +121,11 @@ class SmtpSession(asyncio.Protocol):
         log.info("connect from %s", self.who)
         try:
             greeting = self._admit()
+            if greeting is None:
+                # smtpd_delay_reject = no: client restrictions are judged at connect time.
+                greeting = await self._evaluate("connect", self._context())
+                if greeting is not None:
+                    self._reject_log("CONNECT", greeting, None)
             self._write(self.conn.initiate(greeting))
             if greeting is None:
                 await self._loop()
@@ -219,7 +224,8 @@ class SmtpSession(asyncio.Protocol):
                 self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
             )
         except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
-            log.warning("TLS handshake failed from %s: %s", self.who, getattr(exc, "reason", None) or exc)
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            log.warning("TLS handshake failed from %s: %s", self.who, reason)
             self._lost = True
             return False
         if transport is None:
@@ -259,8 +265,7 @@ class SmtpSession(asyncio.Protocol):
             parts.append(f"to=<{recipient}>")
         parts.append(f"proto={'ESMTP' if self.conn.extended else 'SMTP'}")
         parts.append(f"helo=<{self.conn.helo_name or ''}>")
-        level = "reject" if reply.is_permanent else "reject"
-        log.info("NOQUEUE: %s: %s from %s: %s; %s", level, stage, self.who, reply, " ".join(p for p in parts if p))
+        log.info("NOQUEUE: reject: %s from %s: %s; %s", stage, self.who, reply, " ".join(p for p in parts if p))
 
     async def _evaluate(self, stage: str, ctx: PolicyContext) -> Reply | None:
         try:

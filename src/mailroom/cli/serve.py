@@ -47,12 +47,13 @@ def reload(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     pid = _running_pid(args.config)
+    pid_path = args.config.path("data_directory") / PID_FILE
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        # The server removes its pid file as its last act; an exited but not yet
+        # reaped process still answers kill(pid, 0), so the file is the better sign.
+        if read_pid(pid_path) != pid:
             print(f"mailroom: stopped (pid {pid})")
             return 0
         time.sleep(0.05)
