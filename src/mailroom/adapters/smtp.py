@@ -75,6 +75,7 @@ class SmtpSession(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._counted = False
         self._last_command = "CONNECT"
+        self._sender: str | None = None  # MAIL FROM of the transaction, for RCPT policy and logs
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -323,8 +324,6 @@ class SmtpSession(asyncio.Protocol):
                 conn.reply(reply)
         else:  # pragma: no cover - the core has no other events that need an answer
             raise RuntimeError(f"unexpected event {event!r}")
-
-    _sender: str | None = None
 
     async def _authenticate(self, event: AuthCredentials) -> Reply:
         config = self.runtime.config
