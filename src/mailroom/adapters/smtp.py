@@ -76,6 +76,7 @@ class SmtpSession(asyncio.Protocol):
         self._counted = False
         self._last_command = "CONNECT"
         self._sender: str | None = None  # MAIL FROM of the transaction, for RCPT policy and logs
+        self.waiting = False  # blocked on client input (a shutdown may close an idle session)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -202,11 +203,14 @@ class SmtpSession(asyncio.Protocol):
         if self.transport is not None:
             self.transport.resume_reading()
         await self._can_write.wait()
+        self.waiting = True
         try:
             async with asyncio.timeout(timeout):
                 await self._input.wait()
         except TimeoutError:
             return False
+        finally:
+            self.waiting = False
         if self._lost:
             self.conn.receive_data(b"")
         return True
@@ -383,6 +387,11 @@ class SmtpSession(asyncio.Protocol):
             get_logger("cleanup").info("%s: message-id=%s", queue_id, message_id)
         runtime.queue_manager.notify(queue_id)
         return replies.queued_as(queue_id)
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for the next command outside a transaction: safe to close at once."""
+        return self.waiting and not self.conn.in_transaction
 
     def shutdown(self) -> None:
         """Server stopping: close the connection now (between or inside transactions)."""

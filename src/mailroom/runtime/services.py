@@ -182,7 +182,10 @@ class Runtime:
         for server in self.servers:
             server.close()
         sessions = list(self.smtp_sessions)
-        tasks = [s._task for s in sessions if s._task is not None]
+        for session in sessions:
+            if session.idle:
+                session.shutdown()  # nothing in flight: like Postfix, do not wait for them
+        tasks = [s._task for s in sessions if s._task is not None and not s._task.done()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for session in sessions:

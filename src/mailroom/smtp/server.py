@@ -223,6 +223,11 @@ class ServerConnection:
         return self.state is State.CLOSED
 
     @property
+    def in_transaction(self) -> bool:
+        """A MAIL transaction is open: a shutdown should let it finish."""
+        return self._sender is not None or self.state is State.DATA
+
+    @property
     def awaiting_reply(self) -> Event | None:
         return self._pending
 

@@ -1,0 +1,87 @@
+"""The server process as a daemon: shutdown, pid file, reload of policy, connect-time checks."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+from tests.e2e.server import MailroomServer, RawSMTP
+
+
+def test_sigterm_closes_idle_sessions_at_once_and_exits_0(
+    mailroom_server_factory: Callable[..., MailroomServer],
+) -> None:
+    server = mailroom_server_factory(shutdown_timeout="30s")
+    idle = RawSMTP(server.smtp_port)
+    idle.greeting()
+    idle.ehlo()
+    assert server.proc is not None
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=10) == 0
+    assert time.monotonic() - started < 10, "an idle session must not hold shutdown for shutdown_timeout"
+    assert idle.read_all(timeout=5)[0].startswith("421 4.3.2 ")
+    assert not (server.config_dir / "data" / "mailroom.pid").exists()
+
+
+def test_sigterm_lets_an_open_transaction_finish(mailroom_server_factory: Callable[..., MailroomServer]) -> None:
+    server = mailroom_server_factory(shutdown_timeout="30s")
+    client = RawSMTP(server.smtp_port)
+    client.greeting()
+    client.ehlo()
+    assert client.cmd_line("MAIL FROM:<a@example.net>").startswith("250")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert client.cmd_line("RCPT TO:<john@example.org>").startswith("250")
+    assert client.cmd_line("DATA").startswith("354")
+    client.send(b"Subject: in flight\r\n\r\nbody\r\n.\r\n")
+    assert client.reply_line().startswith("250 2.0.0 Ok: queued as ")
+    client.send(b"QUIT\r\n")
+    assert server.wait_exit(timeout=20) == 0
+
+
+def test_pid_file_names_the_running_server(mailroom_server: MailroomServer) -> None:
+    assert mailroom_server.proc is not None
+    pid_file = mailroom_server.config_dir / "data" / "mailroom.pid"
+    assert pid_file.read_text().strip() == str(mailroom_server.proc.pid)
+
+
+def test_client_restrictions_at_connect_without_delay_reject(
+    mailroom_server_factory: Callable[..., MailroomServer],
+) -> None:
+    server = mailroom_server_factory(smtpd_delay_reject="no", smtpd_client_restrictions="reject", mynetworks="")
+    client = RawSMTP(server.smtp_port)
+    assert client.greeting().startswith("554 5.7.1 ")
+    assert "NOQUEUE: reject: CONNECT from localhost[127.0.0.1]" in server.wait_for_log(
+        lambda text: "CONNECT from" in text
+    )
+
+
+def test_reload_applies_new_restrictions(mailroom_server: MailroomServer) -> None:
+    client = RawSMTP(mailroom_server.smtp_port)
+    client.greeting()
+    client.ehlo()
+    assert client.cmd_line("MAIL FROM:<a@example.net>").startswith("250")
+    assert client.cmd_line("RCPT TO:<lisa@example.com>").startswith("250")  # 127.0.0.1 in mynetworks
+    client.send(b"QUIT\r\n")
+    mailroom_server.postconf(mynetworks="")
+    assert mailroom_server.cli("reload").code == 0
+    mailroom_server.wait_for_log(lambda text: "reload -- version" in text)
+    client = RawSMTP(mailroom_server.smtp_port)
+    client.greeting()
+    client.ehlo()
+    assert client.cmd_line("MAIL FROM:<a@example.net>").startswith("250")
+    assert client.cmd_line("RCPT TO:<lisa@example.com>") == "554 5.7.1 <lisa@example.com>: Relay access denied"
+
+
+def test_reload_with_a_broken_main_cf_keeps_serving(mailroom_server: MailroomServer) -> None:
+    main_cf = mailroom_server.config_dir / "main.cf"
+    main_cf.write_text(main_cf.read_text() + "message_size_limit = huge\n")
+    assert mailroom_server.proc is not None
+    mailroom_server.proc.send_signal(signal.SIGHUP)
+    log = mailroom_server.wait_for_log(lambda text: "reload failed" in text)
+    assert "message_size_limit" in log
+    client = RawSMTP(mailroom_server.smtp_port)
+    assert client.greeting().startswith("220 ")
