@@ -144,6 +144,7 @@ _p("submissions_listen", LISTEN, "0.0.0.0:465", "Submission over implicit TLS (R
 _p("imap_listen", LISTEN, "", "IMAP listener (143).", G, origin="mailroom", restart=True)
 _p("imaps_listen", LISTEN, "", "IMAP over implicit TLS (993).", G, origin="mailroom", restart=True)
 _p("pop3_listen", LISTEN, "", "POP3 listener (110).", G, origin="mailroom", restart=True)
+_p("pop3_timeout", SECONDS, "10m", "POP3 idle time before the session is closed (RFC 1939 §3: at least 10 minutes).", G, origin="mailroom")
 _p("pop3s_listen", LISTEN, "", "POP3 over implicit TLS (995).", G, origin="mailroom", restart=True)
 _p("auth_listen", PATH, "", "Path of a Dovecot-auth-protocol socket for a real Postfix (smtpd_sasl_type = dovecot); empty = off.", G, origin="mailroom", restart=True)
 _p("auth_listen_mode", t.Mode(), "0660", "File mode of the auth_listen socket.", G, origin="mailroom", restart=True)

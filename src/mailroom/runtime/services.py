@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mailroom.adapters.listeners import StartupError, bind
+from mailroom.adapters.pop3 import Pop3Service, start_pop3_listeners
 from mailroom.adapters.smtp import ListenerProfile, SmtpSession
 from mailroom.adapters.tls import TlsConfigError, TlsHolder, server_context
 from mailroom.config.maincf import ConfigError
@@ -35,7 +36,7 @@ __all__ = ["Runtime", "StartupError", "build_runtime"]
 log = get_logger("master")
 
 # Listeners not served yet: configured values are reported, not silently ignored.
-NOT_YET_SERVED = ("imap_listen", "imaps_listen", "pop3_listen", "pop3s_listen", "auth_listen")
+NOT_YET_SERVED = ("imap_listen", "imaps_listen", "auth_listen")
 
 
 class Runtime:
@@ -59,6 +60,13 @@ class Runtime:
             maximal_queue_lifetime=float(config["maximal_queue_lifetime"]),
             quota_permanent=not config["quota_exceeded_temporary"],
         )
+        self.pop3 = Pop3Service(
+            mailbox_base=config.path("virtual_mailbox_base"),
+            auth_backend=self.auth_backend,
+            tls_context=lambda: self.tls.context,
+            hostname=self.hostname,
+        )
+        self._configure_pop3(config)
         self.smtp_sessions: set[SmtpSession] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.profiles: dict[str, ListenerProfile] = {}
@@ -143,10 +151,31 @@ class Runtime:
 
             self.servers += await bind(parameter, addresses, factory, context)
             log.info("%s: listening on %s", parameter, ", ".join(str(a) for a in addresses))
+        await self._start_pop3()
+
+    def _configure_pop3(self, config: Config) -> None:
+        self.pop3.hostname = config.expanded("myhostname")
+        self.pop3.timeout = float(config["pop3_timeout"])
+        self.pop3.auth_failure_delay = float(config["smtpd_error_sleep_time"])
+        self.pop3.disable_plaintext_auth = bool(config["disable_plaintext_auth"])
+
+    async def _start_pop3(self) -> None:
+        pop3, pop3s = self.config["pop3_listen"], self.config["pop3s_listen"]
+        if not pop3 and not pop3s:
+            return
+        if pop3s and self.tls.context is None:
+            raise StartupError("pop3s_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
+        context = self._implicit_tls_context() if pop3s else None
+        self.servers += await start_pop3_listeners(self.pop3, pop3, pop3s, implicit_tls_context=context)
+        for name, addresses in (("pop3_listen", pop3), ("pop3s_listen", pop3s)):
+            if addresses:
+                log.info("%s: listening on %s", name, ", ".join(str(a) for a in addresses))
 
     def _implicit_tls_context(self) -> ssl.SSLContext:
         """A context whose SNI hook hands each handshake the current (reloadable) context."""
         assert self.tls.context is not None
+        if self._implicit_tls is not None:
+            return self._implicit_tls
         base = self.tls.context
         holder = self.tls
 
@@ -196,6 +225,7 @@ class Runtime:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        await self.pop3.stop(timeout)
         await self.queue_manager.stop(max(timeout, 1.0))
         self.spool.close()
         self.directory.close()

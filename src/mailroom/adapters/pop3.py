@@ -1,0 +1,354 @@
+"""The asyncio side of a POP3 session: bytes to the core, answers from auth and the store.
+
+One `Pop3Session` (an asyncio.Protocol) per connection, with one task that drives the
+sans-IO `mailroom.pop3.server.ServerConnection`. As in adapters/smtp.py the adapter
+decides nothing about the protocol: it reads (pausing the socket while the core
+works, so input stays bounded), awaits the AuthBackend and the Maildir store (in a
+worker thread: the store blocks on the file system) and writes what the core made,
+flushing before it waits for the client. A message is written as soon as it is
+read and the next command waits for the socket to drain, so a pipelined
+`RETR 1 .. RETR n` never holds more than one message in memory.
+
+Everything it needs comes in a `Pop3Service` (mailbox base, auth backend, a TLS
+context getter, timeouts), so it does not depend on the runtime module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from mailroom.adapters.listeners import StartupError, bind
+from mailroom.adapters.tls import describe
+from mailroom.config.types import ListenAddress
+from mailroom.mailstore.maildir import UnsafeAddress
+from mailroom.mailstore.store import Folder, MaildirStore, MessageInfo, StoreError, UidListError
+from mailroom.pop3 import replies
+from mailroom.pop3.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    Credentials,
+    MessageEntry,
+    Pop3Settings,
+    Quit,
+    Retrieve,
+    StartTLS,
+    Update,
+)
+from mailroom.pop3.server import ServerConnection
+from mailroom.runtime.log import get_logger
+from mailroom.sasl.backend import AuthBackend
+
+log = get_logger("pop3")
+
+TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds; a client that stalls the handshake is dropped
+DEFAULT_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
+DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
+
+
+@dataclass
+class Pop3Service:
+    """What POP3 sessions share; the server may replace fields on reload (new sessions see them)."""
+
+    mailbox_base: Path  # virtual_mailbox_base
+    auth_backend: AuthBackend
+    tls_context: Callable[[], ssl.SSLContext | None]  # the current context, None = no TLS
+    hostname: str = "localhost"
+    timeout: float = DEFAULT_TIMEOUT
+    auth_failure_delay: float = DEFAULT_AUTH_FAILURE_DELAY
+    disable_plaintext_auth: bool = True
+    greeting: str = "mailroom ready."
+    sessions: set[Pop3Session] = field(default_factory=set)
+
+    def settings(self, *, implicit_tls: bool) -> Pop3Settings:
+        return Pop3Settings(
+            greeting=self.greeting,
+            tls_available=not implicit_tls and self.tls_context() is not None,
+            tls_active=implicit_tls,
+            plaintext_auth_requires_tls=self.disable_plaintext_auth,
+        )
+
+    async def stop(self, timeout: float) -> None:
+        """Close idle sessions now; give those committing a QUIT `timeout` seconds."""
+        sessions = list(self.sessions)
+        for session in sessions:
+            if not session.updating:
+                session.shutdown()
+        tasks = [s.task for s in sessions if s.task is not None and not s.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+
+class Pop3Session(asyncio.Protocol):
+    def __init__(self, service: Pop3Service, *, implicit_tls: bool = False) -> None:
+        self.service = service
+        self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.local_ip = ""
+        self.client_name = "unknown"
+        self.task: asyncio.Task[None] | None = None
+        self.folder: Folder | None = None
+        self.uids: list[int] = []  # message number - 1 -> UID
+        self.updating = False
+        self._input = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._lost = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.client_ip = str(peer[0]).removeprefix("::ffff:")
+        self.local_ip = str(local[0]).removeprefix("::ffff:")
+        self.client_name = "localhost" if self.client_ip in ("127.0.0.1", "::1") else "unknown"
+        self.service.sessions.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        if self.transport is not None:
+            self.transport.pause_reading()  # hold input until the core has consumed this
+        self._input.set()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._input.set()
+        # Keep the write side open until our replies are out (TLS transports cannot half-close).
+        return self.transport is None or self.transport.get_extra_info("ssl_object") is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._input.set()
+        self._can_write.set()
+        self.service.sessions.discard(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- the session task ---------------------------------------------------------------
+    @property
+    def who(self) -> str:
+        return f"{self.client_name}[{self.client_ip}]"
+
+    async def _run(self) -> None:
+        log.info("connect from %s", self.who)
+        try:
+            self._write(self.conn.initiate())
+            await self._loop()
+        except Exception:
+            log.exception("%s: unexpected error in session", self.who)
+            if not self.conn.closed and not self._lost:
+                with contextlib.suppress(Exception):
+                    self._write(replies.INTERNAL_ERROR.encode())
+        finally:
+            if self.conn.username and self.folder is not None:
+                s = self.conn.stats
+                log.info("%s(%s): Disconnected: %s top=%d/%d, retr=%d/%d, del=%d/%d, size=%d",
+                         self.who, self.conn.username,
+                         "Logged out" if self.conn.closed and self.updating else "Connection closed",
+                         s["top"], s["top_bytes"], s["retr"], s["retr_bytes"],
+                         len(self.conn.deleted), len(self.conn.messages),
+                         sum(m.size for m in self.conn.messages))
+            log.info("disconnect from %s", self.who)
+            if self.transport is not None and not self._lost:
+                self.transport.close()
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                self._write(conn.data_to_send())
+                if not await self._wait_input(self.service.timeout):
+                    log.info("%s: Disconnected for inactivity", self.who)
+                    self._write(conn.timeout())
+                    return
+                continue
+            if isinstance(event, ConnectionClosed):
+                self._write(conn.data_to_send())
+                if event.reason.startswith("too many"):
+                    log.warning("%s: hangup after %s", self.who, event.reason)
+                return
+            if isinstance(event, StartTLS):
+                self._write(conn.data_to_send())
+                if not await self._start_tls():
+                    return
+                conn.tls_started()
+            elif isinstance(event, Quit):
+                continue
+            elif isinstance(event, Credentials):
+                await self._login(event)
+            elif isinstance(event, Retrieve):
+                await self._retrieve(event)
+            elif isinstance(event, Update):
+                await self._update(event)
+
+    async def _wait_input(self, timeout: float) -> bool:
+        """Resume reading and wait for bytes (or EOF); False when the idle timer expires."""
+        if self._lost:
+            self.conn.receive_data(b"")
+            return True
+        self._input.clear()
+        if self.transport is not None:
+            self.transport.resume_reading()
+        await self._can_write.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._input.wait()
+        except TimeoutError:
+            return False
+        if self._lost:
+            self.conn.receive_data(b"")
+        return True
+
+    def _write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self._lost:
+            self.transport.write(data)
+
+    async def _start_tls(self) -> bool:
+        context = self.service.tls_context()
+        if context is None or self.transport is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(
+                self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            log.warning("TLS handshake failed from %s: %s", self.who, reason)
+            self._lost = True
+            return False
+        if transport is None:
+            return False
+        self.transport = transport
+        log.info("TLS connection established from %s: %s", self.who,
+                 describe(transport.get_extra_info("ssl_object"))[0])
+        return True
+
+    # -- answering events ------------------------------------------------------------------
+    async def _login(self, event: Credentials) -> None:
+        service = self.service
+        outcome = await service.auth_backend.authenticate(
+            event.username,
+            event.password,
+            service="pop3",
+            remote_ip=self.client_ip,
+            local_ip=self.local_ip,
+            secured=self.conn.tls_active,
+        )
+        if not outcome.ok:
+            # The SMTP shape, so one fail2ban filter covers both services.
+            log.warning("%s: SASL %s authentication failed: %s", self.who, event.mechanism,
+                        outcome.reason or "authentication failure")
+            await asyncio.sleep(service.auth_failure_delay)  # slows password guessing
+            self.conn.reject_login(temporary=outcome.temporary)
+            return
+        user = outcome.username or event.username
+        def open_inbox() -> tuple[Folder, list[MessageInfo]]:
+            folder = MaildirStore.for_user(service.mailbox_base, user, hostname=service.hostname).folder()
+            return folder, folder.sync()
+
+        try:
+            folder, messages = await asyncio.to_thread(open_inbox)
+        except (StoreError, UidListError, UnsafeAddress, OSError) as exc:
+            log.error("%s: user=<%s>: cannot open INBOX: %s", self.who, user, exc)
+            self.conn.login_unavailable()
+            return
+        # Dovecot's order: messages with a POP3 order (O key, kept from a migration) first.
+        messages.sort(key=lambda m: (m.pop3_order is None, m.pop3_order or 0, m.uid))
+        self.folder = folder
+        self.uids = [m.uid for m in messages]
+        self.conn.accept_login([MessageEntry(m.vsize, m.pop3_uidl) for m in messages])
+        log.info("Login: user=<%s>, method=%s, rip=%s, lip=%s%s", user, event.mechanism,
+                 self.client_ip, self.local_ip, ", TLS" if self.conn.tls_active else "")
+
+    async def _retrieve(self, event: Retrieve) -> None:
+        assert self.folder is not None
+        try:
+            data = await asyncio.to_thread(self.folder.read, self.uids[event.number - 1])
+        except StoreError as exc:
+            log.error("%s: user=<%s>: %s", self.who, self.conn.username, exc)
+            data = None
+        if data is None:
+            self.conn.message_unavailable()
+            return
+        self.conn.send_message(data)
+        self._write(self.conn.data_to_send())
+        await self._can_write.wait()  # bounded memory: one message in flight at a time
+
+    async def _update(self, event: Update) -> None:
+        assert self.folder is not None
+        folder = self.folder
+        deleted = [self.uids[n - 1] for n in event.deleted]
+        seen = [self.uids[n - 1] for n in event.retrieved]
+        self.updating = True
+
+        def commit() -> None:
+            if seen:
+                folder.store_flags(seen, add=("\\Seen",))  # Dovecot: RETR marks a message read
+            if deleted:
+                folder.expunge(deleted)
+
+        try:
+            await asyncio.shield(asyncio.to_thread(commit))
+        except (StoreError, UidListError, OSError) as exc:
+            log.error("%s: user=<%s>: QUIT failed: %s", self.who, self.conn.username, exc)
+            self.conn.update_failed()
+            return
+        self.conn.accept()
+
+    def shutdown(self) -> None:
+        """Server stopping: close now; marked deletions are not applied (no QUIT)."""
+        if self.transport is not None and not self._lost:
+            with contextlib.suppress(Exception):
+                self.transport.write(replies.SHUTTING_DOWN.encode())
+            self.transport.close()
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def start_pop3_listeners(
+    service: Pop3Service,
+    pop3_listen: list[ListenAddress],
+    pop3s_listen: list[ListenAddress],
+    *,
+    implicit_tls_context: ssl.SSLContext | None = None,
+) -> list[asyncio.AbstractServer]:
+    """Bind pop3_listen (STLS offered when TLS is configured) and pop3s_listen (implicit TLS).
+
+    `implicit_tls_context` is the context POP3S handshakes start with; pass one whose
+    SNI hook switches to the reloaded context (the Runtime's) to pick up SIGHUP. It
+    defaults to `service.tls_context()` at bind time.
+    """
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        if pop3_listen:
+            servers += await bind("pop3_listen", pop3_listen, lambda: Pop3Session(service))
+            log.info("pop3_listen: listening on %s", ", ".join(str(a) for a in pop3_listen))
+        if pop3s_listen:
+            context = implicit_tls_context or service.tls_context()
+            if context is None:
+                raise StartupError("pop3s_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
+            servers += await bind("pop3s_listen", pop3s_listen,
+                                  lambda: Pop3Session(service, implicit_tls=True), context)
+            log.info("pop3s_listen: listening on %s", ", ".join(str(a) for a in pop3s_listen))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return servers

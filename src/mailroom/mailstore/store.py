@@ -1,0 +1,443 @@
+"""One user's Maildir++ tree as IMAP and POP3 see it: folders, UIDs, flags, sizes.
+
+Theory of operation
+-------------------
+Delivery (maildir.py) only ever links complete files into `new/`; it takes no lock.
+Everything else goes through a `Folder`, which keeps Dovecot's model and files:
+
+* UIDs and UIDVALIDITY live in `dovecot-uidlist` (uidlist.py). `sync()` lists
+  new/ and cur/ without a lock; only when what it sees differs from the uidlist
+  (a new file, a vanished one, something still in new/) does it take the uidlist
+  lock, list again, move new/ to cur/ (`<base>:2,`), give new files the next UIDs in
+  delivery order and publish the uidlist. readdir() may miss a file that is being
+  renamed, so no decision is ever taken on an unlocked listing.
+* Flags and keywords are letters in the file name (names.py); changing them is a
+  rename done under the same lock, so two sessions never race on one file.
+* The index: sizes come from the `,S=` / `,W=` fields of the name; for a file
+  without them (written by another program) they are computed once and kept in the
+  uidlist record (`S`/`W`, Dovecot's keys), so listing a big folder never opens
+  its messages. INTERNALDATE is the file's mtime (Dovecot's rule), read on demand.
+* A message whose file is gone (expunged by another session) reads as `None`.
+
+All methods block on the file system: async callers run them in a worker thread.
+A Folder object belongs to one session; sessions share nothing but the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailroom.mailstore.maildir import DIR_MODE, FILE_MODE, mailbox_path, maildir_name, to_lf
+from mailroom.mailstore.names import (
+    Keywords,
+    build_name,
+    flags_to_letters,
+    letters_to_flags,
+    parse_name,
+    size_from_name,
+    vsize_from_name,
+)
+from mailroom.mailstore.uidlist import (
+    StoreBusy,
+    UidList,
+    UidListError,
+    locked,
+    read_uidlist,
+    stamp,
+)
+
+__all__ = ["Folder", "MaildirStore", "MessageInfo", "StoreBusy", "StoreError", "UidListError"]
+
+INBOX = "INBOX"
+SEPARATOR = "."  # Maildir++: Maildir/.Sent, Maildir/.Lists.mailroom
+MAX_FOLDER_NAME = 255  # one path component
+POP3_UIDL_FORMAT = "{uid:08X}{uidvalidity:08X}"  # Dovecot's default pop3_uidl_format %08Xu%08Xv
+READ_CHUNK = 1 << 20  # when a size must be computed, read a foreign file this much at a time
+_FOLDER_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+class StoreError(Exception):
+    """A mailbox operation failed for a reason the user cannot fix (I/O, bad name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    uid: int
+    base: str  # the part of the name that never changes
+    filename: str  # current name, flags included
+    subdir: str  # "new" or "cur"
+    size: int  # bytes on disk (LF line ends)
+    vsize: int  # RFC822.SIZE: bytes with CRLF line ends (what POP3 LIST and IMAP report)
+    flags: frozenset[str]  # IMAP system flags (\Seen, ...)
+    keywords: frozenset[str]
+    pop3_uidl: str  # `P` record key when migrated that way, else Dovecot's default format
+    pop3_order: int | None = None  # `O` record key: POP3 order preserved from a migration
+
+
+def _delivery_order(base: str) -> tuple[int, str]:
+    """Maildir names start with the delivery second: sort by it, then by the rest."""
+    secs, _, rest = base.partition(".")
+    return (int(secs) if secs.isdigit() else 0, rest)
+
+
+class Folder:
+    """One Maildir folder (INBOX or a `.Folder`)."""
+
+    def __init__(self, path: Path, name: str, *, clock: Callable[[], float] = time.time,
+                 hostname: str | None = None) -> None:
+        self.path = path
+        self.name = name
+        self.clock = clock
+        self.hostname = hostname or socket.gethostname()
+        self.keywords = Keywords(path)
+        self._uidlist: UidList | None = None
+        self._uidlist_stamp: tuple[int, int, int] | None = None
+        self._messages: dict[int, MessageInfo] = {}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def uidvalidity(self) -> int:
+        return self._require().uidvalidity
+
+    @property
+    def next_uid(self) -> int:
+        return self._require().next_uid
+
+    @property
+    def messages(self) -> list[MessageInfo]:
+        """What the last sync() saw, in UID order."""
+        return [self._messages[uid] for uid in sorted(self._messages)]
+
+    def get(self, uid: int) -> MessageInfo | None:
+        return self._messages.get(uid)
+
+    def _require(self) -> UidList:
+        if self._uidlist is None:
+            self.sync()
+        assert self._uidlist is not None
+        return self._uidlist
+
+    # ------------------------------------------------------------------- sync
+    def sync(self, *, move_new: bool = True) -> list[MessageInfo]:
+        """See what changed on disk; assign UIDs to new messages (see the module docstring)."""
+        try:
+            uidlist = self._load()
+            found = self._scan()
+            if uidlist is None or self._differs(uidlist, found, move_new):
+                uidlist = self._locked_sync(move_new)
+            else:
+                self._build(uidlist, found)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
+        return self.messages
+
+    def _load(self) -> UidList | None:
+        current = stamp(self.path)
+        if current is None or current != self._uidlist_stamp or self._uidlist is None:
+            self._uidlist = read_uidlist(self.path)
+            self._uidlist_stamp = current
+        return self._uidlist
+
+    def _scan(self) -> dict[str, tuple[str, str]]:
+        """base -> (subdir, name); new/ is listed first, so a file moving to cur/ is seen."""
+        found: dict[str, tuple[str, str]] = {}
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(self.path / sub)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if not name.startswith("."):
+                    found[parse_name(name).base] = (sub, name)
+        return found
+
+    @staticmethod
+    def _differs(uidlist: UidList, found: dict[str, tuple[str, str]], move_new: bool) -> bool:
+        if len(found) != len(uidlist.records):
+            return True
+        if any(base not in uidlist.records for base in found):
+            return True
+        return move_new and any(sub == "new" for sub, _ in found.values())
+
+    def _locked_sync(self, move_new: bool) -> UidList:
+        with locked(self.path, clock=self.clock) as lock:
+            uidlist = read_uidlist(self.path) or UidList.new(self.clock)
+            found = self._scan()
+            if move_new:
+                for base, (sub, name) in list(found.items()):
+                    if sub == "new":
+                        target = name if parse_name(name).has_info else build_name(base, "")
+                        with contextlib.suppress(FileNotFoundError):
+                            os.rename(self.path / "new" / name, self.path / "cur" / target)
+                            found[base] = ("cur", target)
+            for base in [b for b in uidlist.records if b not in found]:
+                del uidlist.records[base]  # expunged (by us, another session or a MUA)
+            for base in sorted((b for b in found if b not in uidlist.records), key=_delivery_order):
+                sub, name = found[base]
+                uidlist.add(name, self._size_ext(sub, name))
+            for base, (_, name) in found.items():
+                uidlist.records[base].filename = name  # latest names: cheaper look-ups later
+            lock.commit(uidlist)
+        self._uidlist, self._uidlist_stamp = uidlist, stamp(self.path)
+        self._build(uidlist, found)
+        return uidlist
+
+    def _size_ext(self, sub: str, name: str) -> dict[str, str]:
+        """S/W record keys for a file whose name lacks ,S= / ,W= (computed once, then cached)."""
+        base = parse_name(name).base
+        if size_from_name(base) is not None and vsize_from_name(base) is not None:
+            return {}
+        size = lfs = crlfs = 0
+        try:
+            with open(self.path / sub / name, "rb") as handle:
+                prev_cr = False
+                while chunk := handle.read(READ_CHUNK):
+                    size += len(chunk)
+                    lfs += chunk.count(b"\n")
+                    crlfs += chunk.count(b"\r\n") + (1 if prev_cr and chunk.startswith(b"\n") else 0)
+                    prev_cr = chunk.endswith(b"\r")
+        except FileNotFoundError:
+            return {}
+        ext = {}
+        if size_from_name(base) is None:
+            ext["S"] = str(size)
+        if vsize_from_name(base) is None:
+            ext["W"] = str(size + lfs - crlfs)
+        return ext
+
+    def _build(self, uidlist: UidList, found: dict[str, tuple[str, str]]) -> None:
+        self.keywords.load()
+        messages: dict[int, MessageInfo] = {}
+        for base, record in uidlist.records.items():
+            where = found.get(base)
+            if where is None:
+                continue
+            sub, name = where
+            size = size_from_name(base)
+            if size is None:
+                size = int(record.ext.get("S", "0") or 0)
+            vsize = vsize_from_name(base)
+            if vsize is None:
+                vsize = int(record.ext.get("W", "0") or 0) or size
+            parsed = parse_name(name)
+            order = record.ext.get("O", "")
+            messages[record.uid] = MessageInfo(
+                uid=record.uid,
+                base=base,
+                filename=name,
+                subdir=sub,
+                size=size,
+                vsize=vsize,
+                flags=letters_to_flags(parsed.letters),
+                keywords=self.keywords.letters_to_names(parsed.letters),
+                pop3_uidl=record.ext.get("P") or POP3_UIDL_FORMAT.format(uid=record.uid, uidvalidity=uidlist.uidvalidity),
+                pop3_order=int(order) if order.isdigit() else None,
+            )
+        self._messages = messages
+
+    # --------------------------------------------------------------- messages
+    def _locate(self, info: MessageInfo) -> Path | None:
+        """The message's current path: the known name, else a fresh listing (renamed meanwhile)."""
+        path = self.path / info.subdir / info.filename
+        if os.path.exists(path):
+            return path
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(self.path / sub):
+                    if parse_name(name).base == info.base:
+                        return self.path / sub / name
+        return None
+
+    def read(self, uid: int) -> bytes | None:
+        """The message's bytes (LF line ends), or None if it was expunged meanwhile."""
+        info = self._messages.get(uid)
+        if info is None:
+            return None
+        for _ in range(3):  # a rename between locate and open: look again, a few times
+            path = self._locate(info)
+            if path is None:
+                return None
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreError(f"{path}: {exc.strerror or exc}") from None
+        return None
+
+    def internal_date(self, uid: int) -> float | None:
+        """IMAP INTERNALDATE: the file's mtime (Dovecot's rule)."""
+        info = self._messages.get(uid)
+        path = self._locate(info) if info is not None else None
+        if path is None:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            return os.stat(path).st_mtime
+        return None
+
+    def store_flags(self, uids: Iterable[int], *, add: Iterable[str] = (), remove: Iterable[str] = (),
+                    add_keywords: Iterable[str] = (), remove_keywords: Iterable[str] = ()) -> list[MessageInfo]:
+        """Change flags of several messages under one lock; returns the updated messages."""
+        add_set, remove_set = frozenset(add), frozenset(remove)
+        add_kw, remove_kw = list(add_keywords), list(remove_keywords)
+        updated: list[MessageInfo] = []
+        try:
+            with locked(self.path, clock=self.clock):
+                self.keywords.load()
+                add_letters = flags_to_letters(add_set) + "".join(
+                    letter for k in add_kw if (letter := self.keywords.letter_for(k, create=True)))
+                remove_letters = flags_to_letters(remove_set) + "".join(
+                    letter for k in remove_kw if (letter := self.keywords.letter_for(k, create=False)))
+                for uid in uids:
+                    info = self._messages.get(uid)
+                    path = self._locate(info) if info is not None else None
+                    if info is None or path is None:
+                        continue
+                    parsed = parse_name(path.name)
+                    letters = (set(parsed.letters) | set(add_letters)) - set(remove_letters)
+                    name = build_name(info.base, "".join(letters), parsed.extra)
+                    if path.parent.name != "cur" or name != path.name:
+                        os.rename(path, self.path / "cur" / name)
+                    new = MessageInfo(info.uid, info.base, name, "cur", info.size, info.vsize,
+                                      letters_to_flags("".join(letters)),
+                                      self.keywords.letters_to_names("".join(letters)),
+                                      info.pop3_uidl, info.pop3_order)
+                    self._messages[uid] = new
+                    updated.append(new)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
+        return updated
+
+    def expunge(self, uids: Iterable[int]) -> list[int]:
+        """Delete messages for good; returns the UIDs removed (gone already: not listed)."""
+        removed: dict[int, str] = {}
+        try:
+            with locked(self.path, clock=self.clock) as lock:
+                for uid in uids:
+                    info = self._messages.pop(uid, None)
+                    path = self._locate(info) if info is not None else None
+                    if info is None or path is None:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                        removed[uid] = info.base
+                uidlist = read_uidlist(self.path)
+                if uidlist is not None:
+                    for base in removed.values():
+                        uidlist.records.pop(base, None)
+                    lock.commit(uidlist)
+                    self._uidlist, self._uidlist_stamp = uidlist, stamp(self.path)
+            _fsync_dir(self.path / "cur")
+        except OSError as exc:
+            raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
+        return list(removed)
+
+    def append(self, data: bytes, *, flags: Iterable[str] = (), keywords: Iterable[str] = (),
+               internal_date: float | None = None) -> MessageInfo:
+        """Store a message (IMAP APPEND, COPY): durable on return, with the next UID."""
+        body = to_lf(data)
+        size = len(body)
+        base = maildir_name(self.clock(), size, size + body.count(b"\n"), self.hostname)
+        tmp = self.path / "tmp" / base
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if internal_date is not None:
+                os.utime(tmp, (internal_date, internal_date))
+            with locked(self.path, clock=self.clock) as lock:
+                self.keywords.load()
+                letters = flags_to_letters(frozenset(flags)) + "".join(
+                    letter for k in keywords if (letter := self.keywords.letter_for(k, create=True)))
+                name = build_name(base, letters)
+                os.rename(tmp, self.path / "cur" / name)
+                _fsync_dir(self.path / "cur")
+                uidlist = read_uidlist(self.path) or UidList.new(self.clock)
+                record = uidlist.add(name)
+                lock.commit(uidlist)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
+        self._uidlist, self._uidlist_stamp = uidlist, stamp(self.path)
+        self._build(uidlist, {**{i.base: (i.subdir, i.filename) for i in self._messages.values()}, base: ("cur", name)})
+        info = self._messages[record.uid]
+        return info
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def validate_folder_name(name: str) -> str:
+    """A Maildir++ folder name ('Sent', 'Lists.mailroom'); raises StoreError when unsafe."""
+    if (not name or len(name) > MAX_FOLDER_NAME or _FOLDER_FORBIDDEN.search(name)
+            or name.startswith(SEPARATOR) or name.endswith(SEPARATOR) or SEPARATOR * 2 in name
+            or name.upper() == INBOX):
+        raise StoreError(f"invalid folder name: {name!r}")
+    return name
+
+
+class MaildirStore:
+    """A user's Maildir: `Maildir/` is INBOX, `Maildir/.<name>/` the other folders."""
+
+    def __init__(self, maildir: Path, *, clock: Callable[[], float] = time.time,
+                 hostname: str | None = None) -> None:
+        self.root = maildir
+        self.clock = clock
+        self.hostname = hostname or socket.gethostname()
+
+    @classmethod
+    def for_user(cls, base: Path, address: str, *, clock: Callable[[], float] = time.time,
+                 hostname: str | None = None) -> MaildirStore:
+        """The store of `address` under virtual_mailbox_base (raises UnsafeAddress)."""
+        return cls(mailbox_path(base, address), clock=clock, hostname=hostname)
+
+    def _path(self, name: str) -> Path:
+        if name.upper() == INBOX:
+            return self.root
+        return self.root / (SEPARATOR + validate_folder_name(name))
+
+    def folder(self, name: str = INBOX, *, create: bool = False) -> Folder:
+        """Open a folder; INBOX is created on first use (mail may not have arrived yet)."""
+        path = self._path(name)
+        if create or name.upper() == INBOX:
+            self._make(path, marker=name.upper() != INBOX)
+        elif not (path / "cur").is_dir():
+            raise StoreError(f"no such folder: {name}")
+        return Folder(path, INBOX if name.upper() == INBOX else name, clock=self.clock, hostname=self.hostname)
+
+    def list_folders(self) -> list[str]:
+        names = [INBOX]
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root) as entries:
+            for entry in entries:
+                if (entry.name.startswith(SEPARATOR) and entry.name not in (".", "..")
+                        and entry.is_dir() and os.path.isdir(os.path.join(entry.path, "cur"))):
+                    names.append(entry.name[1:])
+        return [INBOX, *sorted(names[1:])]
+
+    @staticmethod
+    def _make(path: Path, *, marker: bool) -> None:
+        try:
+            for sub in ("cur", "new", "tmp"):
+                (path / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            if marker:  # Maildir++: a subfolder holds an empty `maildirfolder` file
+                (path / "maildirfolder").touch(mode=FILE_MODE, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror or exc}") from None
