@@ -8,6 +8,7 @@ characters so nobody can inject a header through a HELO name or an address.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -24,9 +25,16 @@ def _clean(value: str) -> str:
     return _CONTROL.sub("", value)
 
 
+_last_date: tuple[int, str] = (-1, "")  # every message of one second has the same date
+
+
 def rfc5322_date(now: float) -> str:
     """`Fri, 27 Nov 2026 10:00:00 +0000 (UTC)`."""
-    return format_datetime(datetime.fromtimestamp(now, UTC)) + " (UTC)"
+    global _last_date
+    second = math.floor(now)
+    if _last_date[0] != second:
+        _last_date = (second, format_datetime(datetime.fromtimestamp(second, UTC)) + " (UTC)")
+    return _last_date[1]
 
 
 def _tls_clause(tls: str) -> str:

@@ -6,19 +6,30 @@ recovers the spool and schedules everything in it; a timer wakes the loop when t
 next message is due, and at least every `queue_run_delay` seconds to pick up
 messages another process queued. Each due message is handled by one task:
 
-1. load it; expand recipients still "pending" via Directory.expand (virtual alias
+1. take it from the spool's memory if it was just queued (Spool.take_hot), else
+   load it; expand recipients still "pending" via Directory.expand (virtual alias
    expansion, as Postfix's cleanup does) into final addresses with status
-   "deferred" and next_attempt = now; record the expansion durably;
+   "deferred" and next_attempt = now. The expansion is kept in memory and written
+   with the first outcome (re-expanding after a crash before any delivery is
+   harmless);
 2. route each due address: a local domain goes to the `virtual` transport, any
    other to `smtp` (the outbound issue registers it; until then it stays deferred);
 3. each outcome is recorded in the envelope (update_envelope fsyncs) as soon as the
-   transport reports it, before the next mailbox is tried. The one window for a
-   duplicate is a crash between the Maildir rename and that envelope write;
+   transport reports it, before the next mailbox is tried, unless it was the last
+   recipient left: then the message is simply removed (step 4) and that removal
+   is the record. A crash between the Maildir link and that record repeats the
+   attempt after the restart; local delivery then finds its own earlier file
+   (Maildir names are fixed per queue ID and mailbox) and delivers nothing twice.
+   For a remote recipient that window remains, as in Postfix: a possible
+   duplicate, never a loss;
 4. when no recipient is left pending or deferred, the message is removed.
 
 A deferred recipient is retried after next_backoff(attempts) seconds and bounced
-once the message is older than `maximal_queue_lifetime`. Blocking work (spool,
-directory, Maildir) runs in a thread pool so the event loop never waits on a disk.
+once the message is older than `maximal_queue_lifetime`. Directory look-ups run on
+the event loop (the directory is cached, as for the SMTP policy checks); disk work
+runs in the spool's and the Maildir writer's batching threads, and the rare slow
+paths (loading a deferred message, recording a partial delivery) in a small
+thread pool, so the event loop never waits on a disk.
 """
 
 from __future__ import annotations
@@ -44,8 +55,8 @@ QUEUE_RUN_DELAY = 300.0
 MINIMAL_BACKOFF_TIME = 300.0
 MAXIMAL_BACKOFF_TIME = 4000.0
 MAXIMAL_QUEUE_LIFETIME = 5 * 86400.0
-MAX_ACTIVE_MESSAGES = 100  # like Postfix's default_process_limit: bounds memory and threads
-DELIVERY_WORKERS = 8  # threads for spool, directory and Maildir work
+MAX_ACTIVE_MESSAGES = 100  # like Postfix's default_process_limit: bounds memory and tasks
+IO_WORKERS = 2  # threads for the slow paths: loading deferred messages, partial records
 STOP_GRACE_SECONDS = 10.0  # how long stop() waits for in-flight deliveries
 REMOTE_PENDING = "delivery to remote domains is handled by the outbound transport"
 LOCAL, REMOTE = "virtual", "smtp"
@@ -105,15 +116,18 @@ class QueueManager:
         self.maximal_backoff_time = maximal_backoff_time
         self.maximal_queue_lifetime = maximal_queue_lifetime
         self.router = router or self._default_route
-        self._executor = ThreadPoolExecutor(DELIVERY_WORKERS, thread_name_prefix="qmgr")
+        self._executor = ThreadPoolExecutor(IO_WORKERS, thread_name_prefix="qmgr")
         local = LocalDelivery(directory, mailbox_base, hostname=hostname, clock=clock,
                               quota_permanent=quota_permanent)
-        self.transports: dict[str, Transport] = {LOCAL: LocalTransport(local, self._executor)}
+        self.local = LocalTransport(local)
+        self.transports: dict[str, Transport] = {LOCAL: self.local}
         self._schedule: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._backlog = False  # due messages wait for a free slot
+        spool.keep_hot = True  # hand just-queued messages over in memory
 
     # -- control ------------------------------------------------------------------
     def register_transport(self, name: str, transport: Transport) -> None:
@@ -123,7 +137,12 @@ class QueueManager:
     def notify(self, qid: str) -> None:
         """A message was just queued: deliver it now. Call from the event loop's thread."""
         self._schedule[qid] = 0.0
-        self._wake.set()
+        if (self._task is not None and not self._stopping and qid not in self._inflight
+                and len(self._inflight) < MAX_ACTIVE_MESSAGES):
+            self._start(qid)  # no trip through the scheduling loop
+        else:
+            self._backlog = True
+            self._wake.set()
 
     def flush(self) -> None:
         """Make every queued message due now (postqueue -f)."""
@@ -149,6 +168,7 @@ class QueueManager:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        self.local.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_queue(self) -> None:
@@ -174,24 +194,36 @@ class QueueManager:
                     self._schedule.setdefault(qid, 0.0)  # queued by another process
             self._wake.clear()
             self._dispatch_due()
-            due = [t for q, t in self._schedule.items() if q not in self._inflight]
-            wait = min([self.queue_run_delay, *(t - now for t in due)])
+            if self._backlog:  # due messages wait for a slot: _done() wakes us, no spinning
+                wait = self.queue_run_delay
+            else:
+                due = [t for q, t in self._schedule.items() if q not in self._inflight]
+                wait = min([self.queue_run_delay, *(t - now for t in due)])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, wait))
 
     def _dispatch_due(self) -> None:
         now = self.clock()
+        self._backlog = False
         for qid, due in sorted(self._schedule.items(), key=lambda item: item[1]):
-            if len(self._inflight) >= MAX_ACTIVE_MESSAGES:
+            if due > now:
                 break
-            if due <= now and qid not in self._inflight:
-                task = asyncio.create_task(self._process_safely(qid), name=f"qmgr {qid}")
-                self._inflight[qid] = task
-                task.add_done_callback(functools.partial(self._done, qid))
+            if qid in self._inflight:
+                continue
+            if len(self._inflight) >= MAX_ACTIVE_MESSAGES:
+                self._backlog = True
+                break
+            self._start(qid)
+
+    def _start(self, qid: str) -> None:
+        task = asyncio.create_task(self._process_safely(qid), name=f"qmgr {qid}")
+        self._inflight[qid] = task
+        task.add_done_callback(functools.partial(self._done, qid))
 
     def _done(self, qid: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(qid, None)
-        self._wake.set()
+        if self._backlog or qid in self._schedule:  # a slot for the backlog, or a new due time
+            self._wake.set()
 
     async def _io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -211,46 +243,63 @@ class QueueManager:
     async def _process(self, qid: str) -> float | None:
         """Try the due recipients of one message; return when it is next due (None: gone)."""
         activated = self.clock()
-        try:
-            envelope, data_path = await self._io(self.spool.load, qid)
-        except SpoolError as exc:
-            qmgr_log.warning("%s: %s", qid, exc)
-            return None
+        hot = self.spool.take_hot(qid)
+        if hot is not None:
+            envelope, data = hot
+        else:
+            try:
+                envelope, data = await self._io(self.spool.load, qid)
+            except SpoolError as exc:
+                qmgr_log.warning("%s: %s", qid, exc)
+                return None
         qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
                       qid, envelope.sender, envelope.size, len(envelope.recipients))
-        routes = await self._io(self._expand_and_route, envelope, activated)
+        routes, dirty = self._expand_and_route(envelope, activated)
+        unsaved = [dirty]  # in-memory changes not yet in the spool
         for name, recipients in routes.items():
             transport = self.transports.get(name)
             if transport is None:
                 for rcpt in recipients:
                     result = DeliveryResult(rcpt.address, Outcome.DEFERRED, "4.3.0", REMOTE_PENDING)
-                    await self._io(self._record, envelope, rcpt, result, activated, activated)
+                    self._record(envelope, rcpt, result, activated, activated)
+                unsaved[0] = True
                 continue
             started = self.clock()
-            report = self._reporter(envelope, recipients, activated, started)
+            report = self._reporter(envelope, recipients, activated, started, unsaved)
             try:
-                results = await transport.deliver(envelope, data_path, recipients, report)
+                if transport is self.local:
+                    results = await self.local.deliver(envelope, data, recipients, report,
+                                                       fresh=hot is not None)
+                else:
+                    results = await transport.deliver(envelope, data, recipients, report)
             except Exception as exc:  # a transport bug must not lose or stall the message
                 qmgr_log.error("%s: transport %s failed: %s", qid, name, exc)
                 results = [DeliveryResult(r.address, Outcome.DEFERRED, "4.3.0",
                                           f"transport {name} failed") for r in recipients]
             for result in results:  # those the transport did not report itself
-                await self._io(report, result)
-        return await self._io(self._finish, envelope)
+                await report(result)
+        return await self._finish(envelope, unsaved[0])
 
     def _reporter(self, envelope: Envelope, recipients: list[Recipient],
-                  activated: float, started: float) -> Report:
+                  activated: float, started: float, unsaved: list[bool]) -> Report:
         by_address = {r.address: r for r in recipients}
 
-        def report(result: DeliveryResult) -> None:
+        async def report(result: DeliveryResult) -> None:
             rcpt = by_address.pop(result.address, None)
-            if rcpt is not None:  # each recipient is recorded once
-                self._record(envelope, rcpt, result, activated, started)
+            if rcpt is None:  # each recipient is recorded once
+                return
+            self._record(envelope, rcpt, result, activated, started)
+            if all(r.status in FINAL for r in envelope.recipients):
+                unsaved[0] = True  # the removal in _finish will be the record
+                return
+            await self._io(self.spool.update_envelope, envelope.queue_id, envelope)
+            unsaved[0] = False
 
         return report
 
-    def _expand_and_route(self, envelope: Envelope, now: float) -> dict[str, list[Recipient]]:
-        """Blocking: alias expansion of pending recipients, then routing of due ones."""
+    def _expand_and_route(self, envelope: Envelope,
+                          now: float) -> tuple[dict[str, list[Recipient]], bool]:
+        """Alias expansion of pending recipients, then routing of due ones; (routes, changed)."""
         seen = {r.address.lower() for r in envelope.recipients if r.status != "pending"}
         expanded: list[Recipient] = []
         changed = False
@@ -262,11 +311,11 @@ class QueueManager:
                 targets = self.directory.expand(rcpt.address)
             except AliasLoop:
                 self._record(envelope, rcpt, DeliveryResult(
-                    rcpt.address, Outcome.BOUNCED, "5.4.6", "mail forwarding loop"), now, now, save=False)
+                    rcpt.address, Outcome.BOUNCED, "5.4.6", "mail forwarding loop"), now, now)
                 targets = []
             except DirectoryUnavailable:
                 self._record(envelope, rcpt, DeliveryResult(
-                    rcpt.address, Outcome.DEFERRED, "4.3.0", LOOKUP_FAILED), now, now, save=False)
+                    rcpt.address, Outcome.DEFERRED, "4.3.0", LOOKUP_FAILED), now, now)
                 if rcpt.status == "deferred":  # still unexpanded: keep it so
                     rcpt.status = "pending"
                 expanded.append(rcpt)
@@ -276,7 +325,7 @@ class QueueManager:
             if rcpt.status == "pending" and not targets:
                 self._record(envelope, rcpt, DeliveryResult(
                     rcpt.address, Outcome.BOUNCED, "5.1.1", f'unknown user: "{rcpt.address.lower()}"'),
-                    now, now, save=False)
+                    now, now)
             if rcpt.status != "pending":
                 expanded.append(rcpt)
             for target in targets:
@@ -289,8 +338,6 @@ class QueueManager:
                 expanded.append(Recipient(address=target, notify=rcpt.notify, orcpt=orcpt,
                                           status="deferred", next_attempt=now))
         envelope.recipients = expanded
-        if changed:
-            self.spool.update_envelope(envelope.queue_id, envelope)
         routes: dict[str, list[Recipient]] = {}
         for rcpt in expanded:
             if rcpt.status == "deferred" and rcpt.next_attempt <= now:
@@ -299,16 +346,17 @@ class QueueManager:
                 except DirectoryUnavailable:
                     self._record(envelope, rcpt, DeliveryResult(
                         rcpt.address, Outcome.DEFERRED, "4.3.0", LOOKUP_FAILED), now, now)
+                    changed = True
                     continue
                 routes.setdefault(name, []).append(rcpt)
-        return routes
+        return routes, changed
 
     def _default_route(self, address: str) -> str:
         return LOCAL if self.directory.is_local_domain(address.rpartition("@")[2]) else REMOTE
 
     def _record(self, envelope: Envelope, rcpt: Recipient, result: DeliveryResult,
-                activated: float, started: float, *, save: bool = True) -> None:
-        """Apply one outcome to the envelope, log it, and (by default) make it durable."""
+                activated: float, started: float) -> None:
+        """Apply one outcome to the envelope (in memory; the caller saves it) and log it."""
         now = self.clock()
         rcpt.attempts += 1
         rcpt.dsn, rcpt.reason = result.dsn, result.reason
@@ -325,8 +373,6 @@ class QueueManager:
             rcpt.status = "deferred"
             rcpt.next_attempt = now + next_backoff(
                 rcpt.attempts, self.minimal_backoff_time, self.maximal_backoff_time)
-        if save:
-            self.spool.update_envelope(envelope.queue_id, envelope)
         arrival = envelope.arrival_time or activated
         delays = "/".join(format_delay(max(0.0, d)) for d in (
             activated - arrival, started - activated, result.connect_seconds,
@@ -338,16 +384,21 @@ class QueueManager:
                  result.relay, format_delay(max(0.0, now - arrival)), delays, rcpt.dsn,
                  status, rcpt.reason)
 
-    def _finish(self, envelope: Envelope) -> float | None:
-        """Blocking: remove a finished message, or say when to try it next."""
+    async def _finish(self, envelope: Envelope, unsaved: bool) -> float | None:
+        """Remove a finished message, or save its state and say when to try it next."""
         qid = envelope.queue_id
         waiting = [r.next_attempt for r in envelope.recipients if r.status not in FINAL]
         if waiting:
+            if unsaved:
+                await self._io(self.spool.update_envelope, qid, envelope)
             return min(waiting)
         try:
-            self.spool.remove(qid)
+            await self.spool.remove_async(qid)
         except SpoolError as exc:
             qmgr_log.warning("%s: %s", qid, exc)
+            if unsaved:  # at least keep the outcomes, so a retry does not deliver again
+                with contextlib.suppress(SpoolError):
+                    await self._io(self.spool.update_envelope, qid, envelope)
             return self.clock() + self.queue_run_delay
         qmgr_log.info("%s: removed", qid)
         return None

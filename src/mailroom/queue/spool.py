@@ -1,46 +1,75 @@
 """The durable queue: a message is either wholly in the spool, or not at all.
 
-Theory of operation. Each message is two files in `active/`: `<id>.data` (the
-message as received, CRLF, with the Received header already prepended) and
-`<id>.env` (the Envelope as JSON, rewritten as delivery state changes). Files are
-written under `incoming/` with O_EXCL, fsynced, then moved into `active/`: data
-first, envelope last, so the envelope is the commit point. One fsync of `active/`
-makes both names durable, and enqueue returns only after it; that is when SMTP may
-answer 250. After a crash, `recover()` empties `incoming/` and drops an orphan of
-either kind in `active/` (such a message was never acknowledged). An envelope that
-cannot be parsed moves to `corrupt/`, like Postfix's, for a human to look at.
+Theory of operation. Each message is ONE file, `active/<id>`: the line
+`MRQ1 <envelope as JSON>\\n` followed by the message as received (CRLF, Received
+header already prepended). It is written under `incoming/` with O_EXCL, fsynced,
+then hard-linked into `active/` (a link, unlike rename, refuses to replace another
+message); one fsync of `active/` makes the name durable, and only then does
+enqueue return: that is when SMTP may answer 250. One file means one file fsync
+per message, and the envelope cannot be separated from its data.
+
+Delivery state changes (a multi-recipient message half delivered, a deferral) go
+to `active/<id>.env`, written the same way and renamed over the previous one; it
+supersedes the envelope inside the queue file. A single-recipient message that is
+simply delivered never has one.
+
+remove() takes the queue file out of `active/` (the commit point), then removes
+any `.env`, WITHOUT a directory fsync. A killed process loses nothing (the page
+cache survives), but after a power loss a removed message may come back and be
+delivered a second time: a possible duplicate, never a loss, the trade Postfix
+makes too.
+
+Recycling: a removed queue file is renamed into `spare/` (up to MAX_SPARES small
+ones) and the next message overwrites it in place before linking it into
+`active/`. Creating and deleting an inode per message is costly on ext4 (inode
+allocation scans past recently freed inodes, a large cost without a journal);
+reuse costs a rename. A spare's old content is as private as the queue (0600
+files in 0700 directories) and is overwritten when reused. recover() drops a
+spare that is also linked in `active/` (a power loss can undo the unlink that
+followed its reuse).
+
+After a crash, `recover()` empties `incoming/` (nothing there was acknowledged)
+and drops a `.env` whose queue file is gone. A crash while a spare is being
+rewritten leaves garbage only in `spare/`, which is never read. A queue file that cannot be parsed
+moves to `corrupt/`, like Postfix's, for a human to look at.
 
 Deferred-ness lives in the envelope (per recipient next_attempt), not in a
 directory, so a retry never costs a rename.
 
-Group commit: directory fsyncs are the expensive, shareable part. Writers run in a
-thread pool; each calls GroupSync.sync() after its renames, and one fsync of
-`active/` covers every rename made before it started, whoever asked for it.
+Group commit: enqueue() hands its message to one writer thread (batch.BatchThread)
+that writes and fsyncs every message waiting, links them all, fsyncs `active/`
+ONCE for all of them and wakes their coroutines with one call into the event
+loop. The bytes just written stay in memory (`take_hot`) so the queue manager can
+deliver them without reading the file back; the file stays the recovery source.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import dataclasses
 import errno
 import json
 import os
 import shutil
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from mailroom.queue.envelope import Envelope
+from mailroom.queue.batch import BatchThread
+from mailroom.queue.envelope import ClientInfo, Envelope, Recipient
 from mailroom.queue.ids import is_queue_id, new_queue_id
 
-ENQUEUE_WORKERS = 16  # concurrent writers; more of them waiting means bigger fsync groups
 FILE_MODE = 0o600  # queue files hold other people's mail
 DIR_MODE = 0o700
 MAX_ID_RETRIES = 5  # an ID collision needs the same pid, microsecond and counter
-DATA_SUFFIX = ".data"
-ENV_SUFFIX = ".env"
+MAGIC = b"MRQ1 "  # queue file format 1: this, the envelope JSON, "\n", the message
+ENV_SUFFIX = ".env"  # the newer envelope of a partly delivered message
+HOT_LIMIT_BYTES = 64 * 1024 * 1024  # messages kept in memory for the queue manager, at most
+MAX_SPARES = 256  # removed queue files kept for reuse (about the messages in flight at once)
+SPARE_MAX_BYTES = 256 * 1024  # larger files are deleted, not kept: bounds the disk they hold
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
@@ -62,15 +91,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, chunks: Sequence[bytes]) -> None:
+    """Write every chunk, in one writev() when the kernel takes it all (it nearly always does)."""
+    total = sum(len(c) for c in chunks)
+    written = os.writev(fd, chunks) if total else 0
+    if written < total:
+        view = memoryview(b"".join(chunks))[written:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
 def write_file_durably(path: Path, chunks: Iterable[bytes]) -> None:
     """Create `path` (refusing to overwrite), write the chunks, fsync; remove it on failure."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+        write_all(fd, list(chunks))
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -79,7 +114,7 @@ def write_file_durably(path: Path, chunks: Iterable[bytes]) -> None:
     os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: Path | str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -136,6 +171,20 @@ class GroupSync:
                 raise self._failure
 
 
+@dataclass(slots=True)
+class _Enqueue:
+    envelope: Envelope
+    header: bytes
+    data: bytes
+    chosen: bool  # the queue ID was given (and is in the Received header): never replace it
+    encoded: bytes = b""  # the envelope JSON as written
+
+
+@dataclass(slots=True)
+class _Remove:
+    qid: str
+
+
 class Spool:
     """The queue directory. Blocking methods are safe to call from worker threads."""
 
@@ -151,23 +200,37 @@ class Spool:
         self.incoming = root / "incoming"
         self.active = root / "active"
         self.corrupt = root / "corrupt"
-        for directory in (root, self.incoming, self.active, self.corrupt):
+        self.spare = root / "spare"
+        for directory in (root, self.incoming, self.active, self.corrupt, self.spare):
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._new_id = id_factory
         self._commit = GroupSync(self.active)
-        self._executor = ThreadPoolExecutor(ENQUEUE_WORKERS, thread_name_prefix="spool")
+        self._writer: BatchThread[_Enqueue | _Remove, str | None] = BatchThread(
+            "spool", self._run_batch)
+        # Set by the queue manager: keep just-queued messages in memory for it.
+        self.keep_hot = False
+        self._hot: dict[str, tuple[bytes, bytes, bytes]] = {}
+        self._hot_bytes = 0
+        self._spares: list[tuple[str, int]] = []  # (name in spare/, size)
+        self._sizes: dict[str, int] = {}  # queue files this process wrote: their sizes
+        self._with_env: set[str] = set()  # messages known to have a `.env`
 
     @property
     def commit_rounds(self) -> int:
         """Directory fsyncs done for `active/` so far (group commit makes this < messages)."""
         return self._commit.rounds
 
+    @property
+    def write_batches(self) -> int:
+        """Batches the writer thread handled (each shares one fsync of `active/`)."""
+        return self._writer.batches
+
     def new_queue_id(self) -> str:
         """An ID for a message about to be enqueued, e.g. to name it in the Received header."""
         return self._new_id()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._writer.close()
 
     # -- writing ------------------------------------------------------------------
     async def enqueue(self, envelope: Envelope, data: bytes, *, header: bytes = b"") -> str:
@@ -176,69 +239,130 @@ class Spool:
         Uses `envelope.queue_id` when set (see new_queue_id), else makes one; fills
         in size, queue_id and (if unset) arrival_time. Raises SpoolError if the disk refuses.
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.enqueue_sync, envelope, data, header)
+        job = self._job(envelope, data, header)
+        qid = await self._writer.submit(job)
+        assert qid is not None
+        if self.keep_hot and self._hot_bytes + envelope.size <= HOT_LIMIT_BYTES:
+            self._hot[qid] = (job.encoded, header, data)
+            self._hot_bytes += envelope.size
+        return qid
 
     def enqueue_sync(self, envelope: Envelope, data: bytes, header: bytes = b"") -> str:
-        """The blocking body of enqueue(), for the command line and worker threads."""
+        """The blocking body of enqueue(), for the command line and tests."""
+        result = self._run_batch([self._job(envelope, data, header)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+    def _job(self, envelope: Envelope, data: bytes, header: bytes) -> _Enqueue:
         chosen = envelope.queue_id
         if chosen and not is_queue_id(chosen):
             raise SpoolError(f"invalid queue id {chosen!r}")
         envelope.size = len(header) + len(data)
         envelope.arrival_time = envelope.arrival_time or self._clock()
-        for _ in range(MAX_ID_RETRIES):
-            qid = chosen or self._new_id()
-            envelope.queue_id = qid
+        return _Enqueue(envelope, header, data, bool(chosen))
+
+    def _run_batch(self, jobs: list[_Enqueue | _Remove]) -> list[str | None | BaseException]:
+        """Blocking, in the writer thread: store every message, ONE fsync of `active/`."""
+        results: list[str | None | BaseException] = [None] * len(jobs)
+        linked: list[tuple[int, str]] = []
+        for i, job in enumerate(jobs):
+            if isinstance(job, _Remove):
+                try:
+                    self._remove_files(job.qid)
+                except SpoolError as exc:
+                    results[i] = exc
+                continue
             try:
-                if self._store(qid, envelope, (header, data)):
-                    return qid
+                linked.append((i, self._store(job)))
+            except SpoolError as exc:
+                results[i] = exc
+        if linked:
+            try:
+                self._commit.sync()
+            except OSError as exc:
+                # Nothing was acknowledged: take the messages back out completely.
+                error = SpoolError(f"cannot write queue file: {exc.strerror or exc}",
+                                   disk=exc.errno in _DISK_ERRNOS)
+                for i, qid in linked:
+                    _unlink_quietly(self.active / qid)
+                    self._sizes.pop(qid, None)
+                    results[i] = error
+            else:
+                for i, qid in linked:
+                    results[i] = qid
+        return results
+
+    def _store(self, job: _Enqueue) -> str:
+        """Write, fsync and link one message into `active/`; the caller fsyncs the directory."""
+        envelope = job.envelope
+        for _ in range(MAX_ID_RETRIES):
+            qid = envelope.queue_id if job.chosen else self._new_id()
+            envelope.queue_id = qid
+            job.encoded = encode_envelope(envelope)
+            chunks = (MAGIC, job.encoded, b"\n", job.header, job.data)
+            size = sum(len(c) for c in chunks)
+            try:
+                spare = self._take_spare()
+                if spare is not None:
+                    staged = self._rewrite_spare(spare, chunks, size)
+                else:
+                    staged = self.incoming / qid
+                    try:
+                        write_file_durably(staged, chunks)
+                    except FileExistsError:
+                        if job.chosen:
+                            raise SpoolError(f"queue id {qid} already in use") from None
+                        continue  # another writer holds this ID right now
+                try:
+                    os.link(staged, self.active / qid)  # refuses to replace another message
+                except FileExistsError:
+                    if job.chosen:
+                        raise SpoolError(f"queue id {qid} already in use") from None
+                    continue
+                finally:
+                    _unlink_quietly(staged)  # the file lives on as active/<qid>
             except OSError as exc:
                 raise SpoolError(f"cannot write queue file: {exc.strerror or exc}",
                                  disk=exc.errno in _DISK_ERRNOS) from exc
-            if chosen:
-                raise SpoolError(f"queue id {qid} already in use")
+            self._sizes[qid] = size
+            return qid
         raise SpoolError("cannot allocate a unique queue id")
 
-    def _store(self, qid: str, envelope: Envelope, chunks: tuple[bytes, bytes]) -> bool:
-        tmp_data = self.incoming / (qid + DATA_SUFFIX)
-        tmp_env = self.incoming / (qid + ENV_SUFFIX)
-        final_data = self.active / (qid + DATA_SUFFIX)
+    def _take_spare(self) -> tuple[str, int] | None:
         try:
-            write_file_durably(tmp_data, chunks)
-        except FileExistsError:
-            return False  # another writer holds this ID right now
+            return self._spares.pop()  # atomic: callers may be on several threads
+        except IndexError:
+            return None
+
+    def _rewrite_spare(self, spare: tuple[str, int], chunks: Sequence[bytes], size: int) -> Path:
+        """Overwrite a recycled queue file in place (no inode or block allocation), fsynced."""
+        name, old_size = spare
+        path = self.spare / name
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            write_file_durably(tmp_env, [_encode_envelope(envelope)])
-        except FileExistsError:
-            _unlink_quietly(tmp_data)
-            return False
+            write_all(fd, chunks)
+            if old_size > size:
+                os.ftruncate(fd, size)
+            os.fsync(fd)
         except BaseException:
-            _unlink_quietly(tmp_data)
+            os.close(fd)
+            _unlink_quietly(path)  # half old, half new: not worth keeping
             raise
-        try:
-            try:
-                os.link(tmp_data, final_data)  # refuses to replace another message's data
-            except FileExistsError:
-                return False
-            os.rename(tmp_env, self.active / (qid + ENV_SUFFIX))
-            self._commit.sync()
-        except BaseException:
-            # Nothing was acknowledged: take the message back out completely.
-            _unlink_quietly(self.active / (qid + ENV_SUFFIX))
-            _unlink_quietly(final_data)
-            raise
-        finally:
-            _unlink_quietly(tmp_data)
-            _unlink_quietly(tmp_env)
-        return True
+        os.close(fd)
+        return path
 
     def update_envelope(self, qid: str, envelope: Envelope) -> None:
-        """Atomically replace the envelope (delivery state) and make the change durable."""
+        """Atomically record new delivery state and make it durable (blocking)."""
         self._check(qid)
         tmp = self.incoming / f"{qid}{ENV_SUFFIX}.{threading.get_ident()}"
         try:
+            if not os.path.exists(self.active / qid):
+                raise SpoolError(f"no such queue file: {qid}")
             _unlink_quietly(tmp)
-            write_file_durably(tmp, [_encode_envelope(envelope)])
+            write_file_durably(tmp, [encode_envelope(envelope)])
+            self._with_env.add(qid)
             os.replace(tmp, self.active / (qid + ENV_SUFFIX))
             self._commit.sync()
         except OSError as exc:
@@ -247,65 +371,119 @@ class Spool:
                              disk=exc.errno in _DISK_ERRNOS) from exc
 
     def remove(self, qid: str) -> None:
-        """Delete a message after its final delivery; the envelope goes first (commit point)."""
+        """Delete a message after its final delivery (blocking; no fsync, see the docstring)."""
         self._check(qid)
+        self._hot_drop(qid)
+        self._remove_files(qid)
+
+    def _remove_files(self, qid: str) -> None:
+        size = self._sizes.pop(qid, None)  # known only for files this process wrote
         try:
-            _unlink_quietly(self.active / (qid + ENV_SUFFIX))
-            _unlink_quietly(self.active / (qid + DATA_SUFFIX))
-            self._commit.sync()
+            # The commit point: the queue file leaves active/, into spare/ for reuse
+            # when it is small and the pool is not full.
+            if size is not None and size <= SPARE_MAX_BYTES and len(self._spares) < MAX_SPARES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self.active / qid, self.spare / qid)
+                    self._spares.append((qid, size))
+            else:
+                _unlink_quietly(self.active / qid)
+            if size is None or qid in self._with_env:
+                self._with_env.discard(qid)
+                _unlink_quietly(self.active / (qid + ENV_SUFFIX))
         except OSError as exc:
             raise SpoolError(f"cannot remove queue file {qid}: {exc.strerror or exc}") from exc
 
+    async def remove_async(self, qid: str) -> None:
+        """remove() in the writer thread, batched with other spool work."""
+        self._check(qid)
+        self._hot_drop(qid)
+        await self._writer.submit(_Remove(qid))
+
     # -- reading ------------------------------------------------------------------
+    def take_hot(self, qid: str) -> tuple[Envelope, bytes] | None:
+        """The envelope and message just enqueued, from memory, once (else None: use load)."""
+        entry = self._hot.pop(qid, None)
+        if entry is None:
+            return None
+        encoded, header, data = entry
+        self._hot_bytes -= len(header) + len(data)
+        return decode_envelope(encoded), header + data
+
+    def _hot_drop(self, qid: str) -> None:
+        entry = self._hot.pop(qid, None)
+        if entry is not None:
+            self._hot_bytes -= len(entry[1]) + len(entry[2])
+
     def list_ids(self) -> list[str]:
         """Committed messages, oldest first (IDs sort by arrival time)."""
-        names = os.listdir(self.active)
-        return sorted(n[: -len(ENV_SUFFIX)] for n in names
-                      if n.endswith(ENV_SUFFIX) and is_queue_id(n[: -len(ENV_SUFFIX)]))
+        return sorted(n for n in os.listdir(self.active) if is_queue_id(n))
 
-    def load(self, qid: str) -> tuple[Envelope, Path]:
-        """The envelope and the path of the message data; SpoolError if missing or corrupt."""
+    def load(self, qid: str) -> tuple[Envelope, bytes]:
+        """The current envelope and the message (blocking); SpoolError if missing or corrupt."""
         self._check(qid)
-        data_path = self.active / (qid + DATA_SUFFIX)
         try:
-            raw = (self.active / (qid + ENV_SUFFIX)).read_bytes()
+            raw = (self.active / qid).read_bytes()
         except FileNotFoundError as exc:
             raise SpoolError(f"no such queue file: {qid}") from exc
+        except OSError as exc:
+            raise SpoolError(f"cannot read queue file {qid}: {exc.strerror or exc}") from exc
+        end = raw.find(b"\n")
+        if not raw.startswith(MAGIC) or end < 0:
+            raise SpoolError(f"corrupt queue file: {qid}: not a queue file")
+        encoded = raw[len(MAGIC):end]
+        with contextlib.suppress(FileNotFoundError):
+            encoded = (self.active / (qid + ENV_SUFFIX)).read_bytes()
+            self._with_env.add(qid)
         try:
-            envelope = Envelope.from_json_dict(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as exc:
+            envelope = decode_envelope(encoded)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SpoolError(f"corrupt queue file: {qid}: {exc}") from exc
-        if not data_path.exists():
-            raise SpoolError(f"queue file {qid} has no message data")
-        return envelope, data_path
+        return envelope, raw[end + 1:]
 
     def recover(self) -> list[str]:
         """At start-up: drop half-written leftovers, quarantine corrupt ones, list the rest."""
         for name in os.listdir(self.incoming):
             _unlink_quietly(self.incoming / name)
+        self._recover_spares()
         names = set(os.listdir(self.active))
         kept: list[str] = []
         for name in sorted(names):
-            stem, _, suffix = name.rpartition(".")
-            whole = is_queue_id(stem) and f"{stem}{DATA_SUFFIX}" in names and f"{stem}{ENV_SUFFIX}" in names
-            if not whole:
-                _unlink_quietly(self.active / name)  # orphan: never acknowledged
-            elif "." + suffix == ENV_SUFFIX:
+            if is_queue_id(name):
                 try:
-                    self.load(stem)
+                    self.load(name)
                 except SpoolError:
-                    self._quarantine(stem)
+                    self._quarantine(name)
                 else:
-                    kept.append(stem)
+                    kept.append(name)
+            elif not (name.endswith(ENV_SUFFIX) and name[: -len(ENV_SUFFIX)] in names):
+                _unlink_quietly(self.active / name)  # orphan or stray: never acknowledged
         fsync_dir(self.active)
         fsync_dir(self.incoming)
+        fsync_dir(self.spare)
         return kept
 
+    def _recover_spares(self) -> None:
+        """Keep the recycled files that are safe to overwrite; remove the rest."""
+        self._spares.clear()
+        for name in sorted(os.listdir(self.spare)):
+            path = self.spare / name
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            # nlink > 1: a power loss undid the unlink after this file was reused, so
+            # the same file is also a queued message; overwriting it would destroy that.
+            if (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= SPARE_MAX_BYTES
+                    and len(self._spares) < MAX_SPARES):
+                self._spares.append((name, st.st_size))
+            else:
+                _unlink_quietly(path)
+
     def _quarantine(self, qid: str) -> None:
-        for suffix in (DATA_SUFFIX, ENV_SUFFIX):
-            source = self.active / (qid + suffix)
+        for name in (qid, qid + ENV_SUFFIX):
+            source = self.active / name
             if source.exists():
-                shutil.move(str(source), str(self.corrupt / (qid + suffix)))
+                shutil.move(str(source), str(self.corrupt / name))
 
     def has_room(self, size: int, reserve: int = 0) -> bool:
         """Whether `size` bytes (plus `reserve`) fit on the queue's file system."""
@@ -318,5 +496,20 @@ class Spool:
             raise SpoolError(f"invalid queue id {qid!r}")
 
 
-def _encode_envelope(envelope: Envelope) -> bytes:
-    return json.dumps(envelope.to_json_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+# dataclasses.asdict() deep-copies every value; these plain reads make the same JSON.
+_ENVELOPE_FIELDS = tuple(f.name for f in dataclasses.fields(Envelope))
+_RECIPIENT_FIELDS = tuple(f.name for f in dataclasses.fields(Recipient))
+_CLIENT_FIELDS = tuple(f.name for f in dataclasses.fields(ClientInfo))
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """The envelope as one line of JSON (json escapes newlines inside strings)."""
+    out = {name: getattr(envelope, name) for name in _ENVELOPE_FIELDS}
+    out["recipients"] = [{name: getattr(r, name) for name in _RECIPIENT_FIELDS}
+                         for r in envelope.recipients]
+    out["client"] = {name: getattr(envelope.client, name) for name in _CLIENT_FIELDS}
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_envelope(encoded: bytes) -> Envelope:
+    return Envelope.from_json_dict(json.loads(encoded))

@@ -1,18 +1,19 @@
 """What the queue manager needs from a delivery agent, local or remote.
 
-A transport gets one message and the (already expanded) recipients routed to it,
-and answers per recipient: sent, deferred (try again later) or bounced (give up).
-It calls `report` as soon as each recipient's outcome is known, before touching the
-next one, so the queue manager can record it durably: that is what keeps delivery
-exactly-once per recipient across a crash. The outbound (SMTP) issue plugs in here.
+A transport gets one message (its bytes as queued: CRLF, Received header first) and
+the (already expanded) recipients routed to it, and answers per recipient: sent,
+deferred (try again later) or bounced (give up). It awaits `report` as soon as each
+recipient's outcome is known, before touching the next one, so the queue manager
+can record it durably: that is what keeps delivery exactly-once per recipient
+across a crash. `report` must be awaited on the event loop's thread. The outbound
+(SMTP) issue plugs in here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Protocol
 
 from mailroom.queue.envelope import Envelope, Recipient
@@ -35,7 +36,7 @@ class DeliveryResult:
     transmit_seconds: float = 0.0  # Postfix's delays "d": message transmission
 
 
-Report = Callable[[DeliveryResult], None]
+Report = Callable[[DeliveryResult], Awaitable[None]]
 
 
 class Transport(Protocol):
@@ -44,9 +45,9 @@ class Transport(Protocol):
     async def deliver(
         self,
         envelope: Envelope,
-        data_path: Path,
+        data: bytes,
         recipients: Sequence[Recipient],
         report: Report | None = None,
     ) -> list[DeliveryResult]:
-        """Try each recipient once; `report` may be called from a worker thread."""
+        """Try each recipient once, awaiting `report(result)` after each."""
         ...

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -7,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from mailroom.mailstore import maildir as maildir_module
 from mailroom.mailstore.maildir import (
+    MaildirJob,
+    MaildirWriter,
+    QuotaExceeded,
     UnsafeAddress,
     deliver_to_maildir,
     mailbox_path,
@@ -93,3 +98,60 @@ def test_mailbox_size_counts_all_folders_and_stats_unsized_files(tmp_path: Path)
     (maildir / "tmp" / "ignored,S=1000").write_bytes(b"")
     assert mailbox_size(maildir) == 101 + 50 + 7 + 10
     assert mailbox_size(tmp_path / "missing") == 0
+
+
+def test_batch_shares_one_fsync_per_new_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    writer = MaildirWriter(hostname="mx")
+    a, b = tmp_path / "a" / "Maildir", tmp_path / "b" / "Maildir"
+    results = writer.deliver_batch([MaildirJob(a, b"1\n"), MaildirJob(b, b"2\n"), MaildirJob(a, b"3\n")])
+    assert [r.parent for r in results if isinstance(r, Path)] == [a / "new", b / "new", a / "new"]
+    dirs = [p for p in synced if p.endswith("/new")]
+    assert sorted(dirs) == [str(a / "new"), str(b / "new")]  # one each, after the three files
+    assert all(p.startswith(str(tmp_path)) and "/tmp/" in p for p in synced if p not in dirs)
+    assert sorted(os.listdir(a / "new")) and os.listdir(a / "tmp") == []
+
+
+def test_failed_new_fsync_takes_the_messages_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = MaildirWriter(hostname="mx")
+
+    def broken(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(maildir_module, "_fsync_dir", broken)
+    results = writer.deliver_batch([MaildirJob(tmp_path / "Maildir", b"x\n")] * 2)
+    assert all(isinstance(r, OSError) for r in results)
+    assert os.listdir(tmp_path / "Maildir" / "new") == []
+
+
+def test_quota_uses_cached_sizes_and_sees_foreign_changes(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    maildir = tmp_path / "Maildir"
+    writer = MaildirWriter(hostname="mx")
+    listings = 0
+    real_listdir = os.listdir
+
+    def listdir(path: object) -> list[str]:
+        nonlocal listings
+        listings += 1
+        return real_listdir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    job = MaildirJob(maildir, b"x" * 99 + b"\n", quota=350)
+    assert isinstance(writer.deliver_batch([job])[0], Path)
+    first = listings
+    assert all(isinstance(r, Path) for r in writer.deliver_batch([job, job]))
+    assert listings == first  # our own deliveries are added, not re-counted
+    assert isinstance(writer.deliver_batch([job])[0], QuotaExceeded)
+    name = real_listdir(maildir / "new")[0]
+    os.unlink(maildir / "new" / name)  # an IMAP client expunged a message;
+    os.utime(maildir / "new", ns=(1, 1))  # (its mtime, even within our last clock tick)
+    assert writer.sizes.size(maildir) == 200
+    assert isinstance(writer.deliver_batch([job])[0], Path)

@@ -61,19 +61,46 @@ def test_quota(tmp_path: Path, directory: FakeDirectory, clock: FakeClock,
 
 def test_transport_reports_each_mailbox_before_the_next(
         agent: LocalDelivery, tmp_path: Path) -> None:
-    data = tmp_path / "msg"
-    data.write_bytes(BODY)
     seen: list[tuple[str, int]] = []
 
-    def report(result: DeliveryResult) -> None:  # what was on disk when each was reported
+    async def report(result: DeliveryResult) -> None:  # what was on disk when each was reported
         seen.append((result.address, len(new_mail(tmp_path / "mail", "lisa@example.org"))))
 
+    async def main() -> list[DeliveryResult]:
+        transport = LocalTransport(agent)
+        try:
+            return await transport.deliver(Envelope("", rcpts), BODY, rcpts, report)
+        finally:
+            transport.close()
+
     rcpts = [Recipient("john@example.org"), Recipient("lisa@example.org")]
-    results = asyncio.run(LocalTransport(agent).deliver(Envelope("", rcpts), data, rcpts, report))
+    results = asyncio.run(main())
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
     assert seen == [("john@example.org", 0), ("lisa@example.org", 1)]
+    assert new_mail(tmp_path / "mail", "lisa@example.org")[0].endswith(b"Subject: hi\n\nhello\n")
 
 
-def test_unreadable_queue_file_defers_everyone(agent: LocalDelivery, tmp_path: Path) -> None:
-    results = agent.deliver_all(Envelope("", []), tmp_path / "gone", ["john@example.org"])
-    assert [(r.outcome, r.dsn) for r in results] == [(Outcome.DEFERRED, "4.3.0")]
+def test_concurrent_deliveries_share_new_directory_fsyncs(agent: LocalDelivery, tmp_path: Path) -> None:
+    count = 50
+
+    async def main() -> list[list[DeliveryResult]]:
+        transport = LocalTransport(agent)
+        try:
+            rcpt = [Recipient("john@example.org")]
+            return await asyncio.gather(*(transport.deliver(Envelope("", rcpt), BODY, rcpt)
+                                          for _ in range(count)))
+        finally:
+            assert transport.write_batches < count  # all submitted before the thread woke
+            transport.close()
+
+    results = asyncio.run(main())
+    assert all(r[0].outcome is Outcome.SENT for r in results)
+    assert len(new_mail(tmp_path / "mail", "john@example.org")) == count
+
+
+def test_failed_maildir_write_defers(agent: LocalDelivery, tmp_path: Path) -> None:
+    (tmp_path / "mail" / "example.org").mkdir(parents=True)
+    (tmp_path / "mail" / "example.org" / "john").write_bytes(b"not a directory")
+    result = agent.deliver(Envelope("", []), b"x\n", "john@example.org")
+    assert (result.outcome, result.dsn) == (Outcome.DEFERRED, "4.3.0")
+    assert result.reason.startswith("maildir delivery failed")

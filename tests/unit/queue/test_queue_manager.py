@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from mailroom.mailstore import maildir as maildir_module
-from mailroom.queue import local as local_module
 from mailroom.queue.envelope import Envelope, Recipient
 from mailroom.queue.manager import REMOTE_PENDING, QueueManager, format_delay, next_backoff
 from mailroom.queue.spool import Spool
@@ -87,6 +86,38 @@ def test_notify_delivers_at_once_and_logs_like_postfix(
     ]
 
 
+def test_a_simple_delivery_writes_no_envelope_update(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One recipient, delivered: the removal is the record; a second fsync would be waste."""
+    updates: list[str] = []
+    monkeypatch.setattr(spool, "update_envelope", lambda qid, env: updates.append(qid))
+    queue(spool, "john@example.org")
+    run(spool, directory, tmp_path / "mail", clock)
+    assert updates == [] and spool.list_ids() == []
+    assert len(mail(tmp_path / "mail", "john@example.org")) == 1
+
+
+def test_just_queued_message_is_delivered_from_memory(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_disk(qid: str) -> None:
+        raise AssertionError("read back from disk")
+
+    async def main() -> None:
+        qm = QueueManager(spool, directory, tmp_path / "mail", "mx.example.org", clock)
+        await qm.start()
+        monkeypatch.setattr(spool, "load", no_disk)
+        qid = await spool.enqueue(Envelope("fred@example.com", [Recipient("john@example.org")]), DATA)
+        qm.notify(qid)
+        await qm.run_queue()
+        await qm.stop()
+
+    asyncio.run(main())
+    assert spool.list_ids() == []
+    assert mail(tmp_path / "mail", "john@example.org")[0].endswith(b"Subject: hi\n\nhello\n")
+
+
 def test_aliases_catch_all_and_duplicates_deliver_once_per_mailbox(
         spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -152,9 +183,9 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
-    async def deliver(self, envelope: Envelope, data_path: Path, recipients: Sequence[Recipient],
+    async def deliver(self, envelope: Envelope, data: bytes, recipients: Sequence[Recipient],
                       report: Report | None = None) -> list[DeliveryResult]:
-        assert data_path.read_bytes() == DATA
+        assert data == DATA
         self.calls.append([r.address for r in recipients])
         return [DeliveryResult(r.address, Outcome.SENT, "2.0.0", "250 ok", "mx.remote.test[192.0.2.9]:25")
                 for r in recipients]
@@ -180,17 +211,18 @@ def test_restart_after_crash_resumes_exactly_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Freeze the disk as a crash would leave it just before the second mailbox, restart."""
     live, crashed = tmp_path / "live", tmp_path / "crashed"
-    real = maildir_module.deliver_to_maildir
+    real = maildir_module.MaildirWriter.deliver_batch
     calls = 0
 
-    def deliver(*args: object, **kwargs: object) -> Path:
+    def deliver(self: maildir_module.MaildirWriter,
+                jobs: list[maildir_module.MaildirJob]) -> list[Path | BaseException]:
         nonlocal calls
-        calls += 1
+        calls += len(jobs)
         if calls == 2:
             shutil.copytree(live, crashed)  # the state a kill -9 here leaves behind
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(self, jobs)
 
-    monkeypatch.setattr(local_module, "deliver_to_maildir", deliver)
+    monkeypatch.setattr(maildir_module.MaildirWriter, "deliver_batch", deliver)
     spool = Spool(live / "queue", clock=clock)
     queue(spool, "john@example.org", "lisa@example.org")
     run(spool, directory, live / "mail", clock)
@@ -215,3 +247,32 @@ def test_restart_after_crash_resumes_exactly_once(
     assert len(mail(crashed / "mail", "john@example.org")) == 1
     assert len(mail(crashed / "mail", "lisa@example.org")) == 1
     assert os.listdir(crashed / "queue" / "active") == []
+
+
+@pytest.mark.parametrize("read_meanwhile", [False, True])
+def test_crash_between_maildir_link_and_removal_delivers_once(
+        tmp_path: Path, directory: FakeDirectory, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch, read_meanwhile: bool) -> None:
+    """kill -9 after the Maildir link, before the queue file went: the repeat finds the copy."""
+    spool = Spool(tmp_path / "queue", clock=clock)
+
+    async def crash_instead(qid: str) -> None:
+        pass  # the process dies here: the queue file stays as it was
+
+    with monkeypatch.context() as patch:
+        patch.setattr(spool, "remove_async", crash_instead)
+        qid = queue(spool, "john@example.org")
+        run(spool, directory, tmp_path / "mail", clock)
+    assert spool.list_ids() == [qid]
+    spool.close()
+    john = tmp_path / "mail" / "example.org" / "john" / "Maildir"
+    assert len(os.listdir(john / "new")) == 1
+    if read_meanwhile:  # an IMAP client saw it: new/ → cur/ with flags
+        name = os.listdir(john / "new")[0]
+        os.rename(john / "new" / name, john / "cur" / f"{name}:2,S")
+
+    restarted = Spool(tmp_path / "queue", clock=clock)
+    run(restarted, directory, tmp_path / "mail", clock)
+    assert restarted.list_ids() == []
+    assert len(os.listdir(john / "new")) + len(os.listdir(john / "cur")) == 1
+    restarted.close()

@@ -28,17 +28,31 @@ def envelope(*rcpts: str) -> Envelope:
 def test_enqueue_load_round_trip(spool: Spool, clock: FakeClock) -> None:
     env = envelope("lisa@example.org", "fred@example.com")
     qid = asyncio.run(spool.enqueue(env, DATA, header=b"Received: x\r\n"))
-    loaded, data_path = spool.load(qid)
-    assert data_path.read_bytes() == b"Received: x\r\n" + DATA
+    loaded, data = spool.load(qid)
+    assert data == b"Received: x\r\n" + DATA
     assert loaded == env
     assert loaded.queue_id == qid and loaded.size == len(DATA) + 13
     assert loaded.arrival_time == clock.now
     assert [r.address for r in loaded.recipients] == ["lisa@example.org", "fred@example.com"]
     assert spool.list_ids() == [qid]
     assert os.listdir(spool.incoming) == []
-    for name in os.listdir(spool.active):
-        assert stat.S_IMODE((spool.active / name).stat().st_mode) == 0o600
+    assert os.listdir(spool.active) == [qid]  # one file: envelope line, then the message
+    assert stat.S_IMODE((spool.active / qid).stat().st_mode) == 0o600
+    assert (spool.active / qid).read_bytes().startswith(b"MRQ1 {")
+    assert spool.take_hot(qid) is None  # nobody asked to keep messages in memory
 
+
+def test_hot_messages_are_handed_over_once(spool: Spool) -> None:
+    spool.keep_hot = True
+    env = envelope()
+    qid = asyncio.run(spool.enqueue(env, DATA, header=b"Received: x\r\n"))
+    hot = spool.take_hot(qid)
+    assert hot is not None
+    assert hot == spool.load(qid) and hot[0] is not env
+    assert spool.take_hot(qid) is None
+    other = asyncio.run(spool.enqueue(envelope(), DATA))
+    spool.remove(other)
+    assert spool.take_hot(other) is None
 
 def test_given_queue_id_is_used_and_never_overwritten(spool: Spool) -> None:
     env = envelope()
@@ -49,7 +63,7 @@ def test_given_queue_id_is_used_and_never_overwritten(spool: Spool) -> None:
     again.queue_id = qid
     with pytest.raises(SpoolError, match="already in use"):
         spool.enqueue_sync(again, b"other")
-    assert spool.load(qid)[1].read_bytes() == DATA
+    assert spool.load(qid)[1] == DATA
 
 
 def test_update_and_remove(spool: Spool) -> None:
@@ -57,8 +71,12 @@ def test_update_and_remove(spool: Spool) -> None:
     env, _ = spool.load(qid)
     env.recipients[0].status = "delivered"
     spool.update_envelope(qid, env)
-    assert spool.load(qid)[0].recipients[0].status == "delivered"
+    assert spool.load(qid) == (env, DATA)
+    assert sorted(os.listdir(spool.active)) == [qid, f"{qid}.env"]
     assert os.listdir(spool.incoming) == []
+    env.recipients[0].attempts = 3
+    spool.update_envelope(qid, env)
+    assert spool.load(qid)[0].recipients[0].attempts == 3
     spool.remove(qid)
     assert spool.list_ids() == [] and os.listdir(spool.active) == []
     with pytest.raises(SpoolError, match="no such queue file"):
@@ -73,26 +91,29 @@ def test_queue_ids_cannot_name_paths(spool: Spool, bad: str) -> None:
 
 
 def test_recover_after_crash_keeps_only_whole_messages(tmp_path: Path) -> None:
-    """Leftovers of every crash point: mid-write temp files, data renamed but no envelope,
-    an envelope whose data rename was lost, an unparsable envelope."""
+    """Leftovers of every crash point: a half-written temp file, an envelope update whose
+    message was removed meanwhile, an unparsable queue file, a foreign file."""
     spool = Spool(tmp_path / "q")
     whole = spool.enqueue_sync(envelope(), DATA)
-    ids = [spool.new_queue_id() for _ in range(4)]
-    (spool.incoming / f"{ids[0]}.data").write_bytes(b"half a mess")
-    (spool.incoming / f"{ids[0]}.env").write_bytes(b"{")
-    (spool.active / f"{ids[1]}.data").write_bytes(DATA)
-    (spool.active / f"{ids[2]}.env").write_text(json.dumps(envelope().to_json_dict()))
-    (spool.active / f"{ids[3]}.data").write_bytes(DATA)
-    (spool.active / f"{ids[3]}.env").write_bytes(b'{"sender": ')
+    updated = spool.enqueue_sync(envelope(), DATA)
+    env, _ = spool.load(updated)
+    env.recipients[0].attempts = 1
+    spool.update_envelope(updated, env)
+    ids = [spool.new_queue_id() for _ in range(3)]
+    (spool.incoming / ids[0]).write_bytes(b"MRQ1 {half a mess")
+    (spool.incoming / f"{ids[0]}.env.123").write_bytes(b"{")
+    (spool.active / f"{ids[1]}.env").write_text(json.dumps(envelope().to_json_dict()))
+    (spool.active / ids[2]).write_bytes(b'MRQ1 {"sender": \n' + DATA)
     (spool.active / "stray-file").write_bytes(b"x")
     spool.close()
 
     restarted = Spool(tmp_path / "q")
-    assert restarted.recover() == [whole]
+    assert restarted.recover() == sorted([whole, updated])
     assert os.listdir(restarted.incoming) == []
-    assert sorted(os.listdir(restarted.active)) == [f"{whole}.data", f"{whole}.env"]
-    assert sorted(os.listdir(restarted.corrupt)) == [f"{ids[3]}.data", f"{ids[3]}.env"]
-    assert restarted.list_ids() == [whole]
+    assert sorted(os.listdir(restarted.active)) == sorted([whole, updated, f"{updated}.env"])
+    assert os.listdir(restarted.corrupt) == [ids[2]]
+    assert restarted.list_ids() == sorted([whole, updated])
+    assert restarted.load(updated)[0].recipients[0].attempts == 1
     restarted.close()
 
 
@@ -102,6 +123,7 @@ def test_disk_full_raises_spool_error_and_leaves_nothing(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(os, "writev", full)
     with pytest.raises(SpoolError) as info:
         asyncio.run(spool.enqueue(envelope(), DATA))
     assert info.value.disk
@@ -165,4 +187,64 @@ def test_many_concurrent_enqueues_share_directory_fsyncs(spool: Spool) -> None:
     assert len(set(ids)) == count
     assert sorted(ids) == spool.list_ids()
     assert spool.commit_rounds < count  # group commit: far fewer in practice
-    assert all(spool.load(q)[1].stat().st_size == len(DATA) * 200 for q in ids)
+    assert spool.write_batches < count  # all were submitted before the writer woke
+    assert all(spool.load(q)[1] == DATA * 200 for q in ids)
+
+
+def test_failed_directory_fsync_fails_the_whole_batch(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(spool._commit, "_fsync", broken)
+
+    async def main() -> list[str | BaseException]:
+        return await asyncio.gather(*(spool.enqueue(envelope(), DATA) for _ in range(5)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, SpoolError) and r.disk for r in results)
+    assert os.listdir(spool.active) == [] and os.listdir(spool.incoming) == []
+
+
+def test_async_remove_and_envelope_of_a_removed_message(spool: Spool) -> None:
+    qid = spool.enqueue_sync(envelope(), DATA)
+    env, _ = spool.load(qid)
+    spool.update_envelope(qid, env)
+
+    async def main() -> None:
+        await spool.remove_async(qid)
+
+    asyncio.run(main())
+    assert os.listdir(spool.active) == []
+    with pytest.raises(SpoolError, match="no such queue file"):
+        spool.update_envelope(qid, env)
+    assert os.listdir(spool.active) == [] and os.listdir(spool.incoming) == []
+
+
+def test_removed_queue_files_are_recycled(spool: Spool) -> None:
+    first = spool.enqueue_sync(envelope(), DATA * 10)
+    spool.remove(first)
+    assert os.listdir(spool.active) == [] and os.listdir(spool.spare) == [first]
+    inode = (spool.spare / first).stat().st_ino
+    second = spool.enqueue_sync(envelope(), DATA)  # shorter: the old tail is cut off
+    assert os.listdir(spool.spare) == [] and os.listdir(spool.active) == [second]
+    assert (spool.active / second).stat().st_ino == inode
+    assert spool.load(second)[1] == DATA
+    assert stat.S_IMODE((spool.active / second).stat().st_mode) == 0o600
+
+
+def test_recover_drops_a_spare_that_is_also_a_queued_message(tmp_path: Path) -> None:
+    """A power loss can undo the unlink that followed a spare's reuse: two names, one file."""
+    spool = Spool(tmp_path / "q")
+    qid = spool.enqueue_sync(envelope(), DATA)
+    os.link(spool.active / qid, spool.spare / "old-name")
+    (spool.spare / "free").write_bytes(b"stale")
+    spool.close()
+    restarted = Spool(tmp_path / "q")
+    assert restarted.recover() == [qid]
+    assert os.listdir(restarted.spare) == ["free"]
+    other = restarted.enqueue_sync(envelope(), DATA)
+    assert restarted.load(qid)[1] == DATA and restarted.load(other)[1] == DATA
+    assert os.listdir(restarted.spare) == []
+    restarted.close()
