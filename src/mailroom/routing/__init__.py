@@ -1,0 +1,1 @@
+"""Where a recipient's mail goes next: lookup tables, transport_maps, relayhost, MX."""
