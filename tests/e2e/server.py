@@ -279,9 +279,11 @@ class MailroomServer:
         return out
 
     def queue_files(self) -> list[Path]:
-        if not self.queue_dir.is_dir():
+        """Messages waiting in the queue (active/), not recycled spare files."""
+        active = self.queue_dir / "active"
+        if not active.is_dir():
             return []
-        return sorted(p for p in self.queue_dir.rglob("*") if p.is_file())
+        return sorted(p for p in active.rglob("*") if p.is_file())
 
 
 # -- a minimal raw SMTP client (for things smtplib hides: pipelining, injection, smuggling) --

@@ -126,6 +126,7 @@ _p("minimal_backoff_time", SECONDS, "300s", "Shortest time between delivery atte
 _p("maximal_backoff_time", SECONDS, "4000s", "Longest time between delivery attempts of a deferred message.", G)
 _p("queue_run_delay", SECONDS, "300s", "How often the deferred queue is scanned.", G)
 _p("delay_warning_time", HOURS, "0h", "Send a delay warning after this long (0 = never).", G)
+_p("2bounce_notice_recipient", STR, "postmaster", "Who gets a notice that a bounce itself could not be delivered; qualified with $myorigin when it has no domain.", G)
 _p("default_destination_concurrency_limit", INT, "20", "Parallel deliveries to one destination.", G)
 _p("smtp_destination_concurrency_limit", STR, "$default_destination_concurrency_limit", "Parallel SMTP deliveries to one destination.", G)
 _p("quota_exceeded_temporary", BOOL, "no", "Answer a full mailbox with 4.2.2 (retry) instead of 5.2.2 (bounce).", G, origin="mailroom")

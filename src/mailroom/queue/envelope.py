@@ -22,6 +22,7 @@ class Recipient:
     reason: str = ""  # last diagnostic text
     attempts: int = 0
     next_attempt: float = 0.0  # unix time
+    relay: str = ""  # who took it last: "virtual" (our Maildir) or "mx.example.com[1.2.3.4]:25"
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class Envelope:
     ret: str | None = None  # FULL | HDRS | None (RFC 3461)
     envid: str | None = None
     client: ClientInfo = field(default_factory=ClientInfo)
+    delay_warned: bool = False  # a delay notice went out (delay_warning_time): only one
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)

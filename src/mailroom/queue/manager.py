@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailroom.directory.base import AliasLoop, DirectoryUnavailable
 from mailroom.queue.envelope import Envelope, Recipient
@@ -49,6 +49,9 @@ from mailroom.queue.local import LOOKUP_FAILED, LocalDelivery, LocalTransport, M
 from mailroom.queue.spool import Spool, SpoolError
 from mailroom.queue.transport import DeliveryResult, Outcome, Report, Transport
 from mailroom.runtime.log import get_logger
+
+if TYPE_CHECKING:
+    from mailroom.queue.notices import Notifier
 
 # Postfix's defaults for the parameters of the same names (seconds).
 QUEUE_RUN_DELAY = 300.0
@@ -121,6 +124,7 @@ class QueueManager:
                               quota_permanent=quota_permanent)
         self.local = LocalTransport(local)
         self.transports: dict[str, Transport] = {LOCAL: self.local}
+        self.notifier: Notifier | None = None
         self._schedule: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -130,6 +134,10 @@ class QueueManager:
         spool.keep_hot = True  # hand just-queued messages over in memory
 
     # -- control ------------------------------------------------------------------
+    def set_notifier(self, notifier: Notifier) -> None:
+        """Who tells senders about bounces, delays and successes (queue/notices.py)."""
+        self.notifier = notifier
+
     def register_transport(self, name: str, transport: Transport) -> None:
         """Plug in a delivery agent (the outbound issue registers "smtp")."""
         self.transports[name] = transport
@@ -278,7 +286,7 @@ class QueueManager:
                                           f"transport {name} failed") for r in recipients]
             for result in results:  # those the transport did not report itself
                 await report(result)
-        return await self._finish(envelope, unsaved[0])
+        return await self._finish(envelope, unsaved[0], data)
 
     def _reporter(self, envelope: Envelope, recipients: list[Recipient],
                   activated: float, started: float, unsaved: list[bool]) -> Report:
@@ -359,7 +367,7 @@ class QueueManager:
         """Apply one outcome to the envelope (in memory; the caller saves it) and log it."""
         now = self.clock()
         rcpt.attempts += 1
-        rcpt.dsn, rcpt.reason = result.dsn, result.reason
+        rcpt.dsn, rcpt.reason, rcpt.relay = result.dsn, result.reason, result.relay
         status = result.outcome.value
         if result.outcome is Outcome.SENT:
             rcpt.status = "delivered"
@@ -384,14 +392,22 @@ class QueueManager:
                  result.relay, format_delay(max(0.0, now - arrival)), delays, rcpt.dsn,
                  status, rcpt.reason)
 
-    async def _finish(self, envelope: Envelope, unsaved: bool) -> float | None:
-        """Remove a finished message, or save its state and say when to try it next."""
+    async def _finish(self, envelope: Envelope, unsaved: bool, data: bytes) -> float | None:
+        """Remove a finished message, or save its state and say when to try it next.
+
+        Notices to the sender (bounce, delay warning, success) are queued before the
+        message leaves the queue: a crash in between may repeat a notice, never lose one.
+        """
         qid = envelope.queue_id
         waiting = [r.next_attempt for r in envelope.recipients if r.status not in FINAL]
         if waiting:
+            if self.notifier is not None and await self.notifier.deferred(envelope, data):
+                unsaved = True
             if unsaved:
                 await self._io(self.spool.update_envelope, qid, envelope)
             return min(waiting)
+        if self.notifier is not None:
+            await self.notifier.final(envelope, data)
         try:
             await self.spool.remove_async(qid)
         except SpoolError as exc:

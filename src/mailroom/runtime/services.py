@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
 from mailroom.adapters.listeners import StartupError, bind
 from mailroom.adapters.pop3 import Pop3Service, start_pop3_listeners
 from mailroom.adapters.smtp import ListenerProfile, SmtpSession
+from mailroom.adapters.smtp_client import ErrorTransport, SmtpClientSettings, SmtpTransport
 from mailroom.adapters.tls import TlsConfigError, TlsHolder, server_context
 from mailroom.config.maincf import ConfigError
 from mailroom.config.settings import Config
@@ -25,7 +27,10 @@ from mailroom.dns.resolver import DnspythonResolver
 from mailroom.policy.anvil import Anvil
 from mailroom.policy.evaluator import PolicySettings, Restrictions
 from mailroom.queue.manager import QueueManager
+from mailroom.queue.notices import Notifier
 from mailroom.queue.spool import Spool
+from mailroom.routing.tables import open_tables
+from mailroom.routing.transport import Router
 from mailroom.runtime.log import get_logger
 from mailroom.sasl.backend import AuthBackend
 from mailroom.sasl.directory_backend import DirectoryAuthBackend
@@ -60,6 +65,7 @@ class Runtime:
             maximal_queue_lifetime=float(config["maximal_queue_lifetime"]),
             quota_permanent=not config["quota_exceeded_temporary"],
         )
+        self._configure_outbound(config)
         self.pop3 = Pop3Service(
             mailbox_base=config.path("virtual_mailbox_base"),
             auth_backend=self.auth_backend,
@@ -153,6 +159,40 @@ class Runtime:
             log.info("%s: listening on %s", parameter, ", ".join(str(a) for a in addresses))
         await self._start_pop3()
 
+    def _configure_outbound(self, config: Config) -> None:
+        """Routing, the smtp/error transports and sender notices; rebuilt on reload."""
+        try:
+            router = Router(
+                open_tables(config["transport_maps"]),
+                config.expanded("relayhost"),
+                self.directory.is_local_domain,
+            )
+        except (ValueError, OSError) as exc:
+            raise StartupError(f"transport_maps/relayhost: {exc}") from None
+        resolver = DnspythonResolver(list(config["dns_nameservers"]) or None)
+        hostname = config.expanded("myhostname")
+        manager = self.queue_manager
+        manager.router = router.transport_name
+        manager.register_transport("smtp", SmtpTransport(
+            resolver, SmtpClientSettings.from_config(config), hostname,
+            router=router, is_local_domain=self.directory.is_local_domain,
+        ))
+        errors = ErrorTransport(router)
+        manager.register_transport("error", errors)
+        manager.register_transport("retry", errors)
+        postmaster = config.expanded("2bounce_notice_recipient")
+        if "@" not in postmaster:
+            postmaster = f"{postmaster}@{config.expanded('myorigin')}"
+        manager.set_notifier(Notifier(
+            self.spool,
+            manager.notify,
+            reporting_mta=hostname,
+            postmaster=postmaster,
+            delay_warning_time=float(config["delay_warning_time"]),
+            maximal_queue_lifetime=float(config["maximal_queue_lifetime"]),
+            clock=time.time,
+        ))
+
     def _configure_pop3(self, config: Config) -> None:
         self.pop3.hostname = config.expanded("myhostname")
         self.pop3.timeout = float(config["pop3_timeout"])
@@ -192,6 +232,7 @@ class Runtime:
         try:
             policy = _build_policy(config, self.directory)
             tls = _load_tls(config)
+            self._configure_outbound(config)
         except (StartupError, ConfigError, ValueError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return

@@ -1,0 +1,116 @@
+"""Outbound through `mailroom serve`: relay for an authenticated user, retries, bounces."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.e2e.fakemx import FakeMX
+from tests.e2e.server import HOST, MailroomServer
+
+GUIDE_MESSAGE = b"From: john@example.org\r\nTo: lisa@example.com\r\nSubject: hi lisa\r\n\r\nHello Lisa.\r\n"
+
+
+@pytest.fixture
+def fake_mx() -> Iterator[FakeMX]:
+    mx = FakeMX().start()
+    yield mx
+    mx.stop()
+
+
+def route_to(mx: FakeMX, **edits: str) -> dict[str, str]:
+    return {
+        "transport_maps": f"inline:{{ example.com=smtp:[127.0.0.1]:{mx.port} }}",
+        "mynetworks": "",
+        **edits,
+    }
+
+
+def submit_as_john(server: MailroomServer, rcpt: str = "lisa@example.com") -> None:
+    with smtplib.SMTP(HOST, server.submission_port, timeout=20) as smtp:
+        smtp.starttls(context=server.ssl_context())
+        smtp.login("john@example.org", "summersun")
+        smtp.sendmail("john@example.org", [rcpt], GUIDE_MESSAGE)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_authenticated_user_relays_to_the_remote_mx(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    server = mailroom_server_factory(**route_to(fake_mx))
+    submit_as_john(server)
+    wait_until(lambda: len(fake_mx.messages) == 1)
+    received = fake_mx.messages[0]
+    assert received.mail_from == "john@example.org" and received.rcpts == ["lisa@example.com"]
+    message = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert "by mail.example.org (mailroom) with ESMTPSA" in message["Received"]
+    assert message["Subject"] == "hi lisa"
+    log = server.wait_for_log(lambda text: "status=sent" in text and "lisa@example.com" in text)
+    line = next(x for x in log.splitlines() if "to=<lisa@example.com>" in x and "status=sent" in x)
+    assert f"relay=127.0.0.1[127.0.0.1]:{fake_mx.port}" in line
+    assert "delay=" in line and "dsn=2.0.0" in line
+    wait_until(lambda: not server.queue_files())
+
+
+def test_permanent_rcpt_refusal_bounces_to_the_sender(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    fake_mx.rcpt_reply = lambda address, _n: f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+    server = mailroom_server_factory(**route_to(fake_mx))
+    submit_as_john(server)
+    server.wait_for_maildir(1)
+    (bounce,) = server.messages()
+    assert bounce.get_content_type() == "multipart/report"
+    assert bounce.get_param("report-type") == "delivery-status"
+    status = bounce.get_payload()[1]
+    assert status.get_content_type() == "message/delivery-status"
+    text = status.as_string()
+    assert "Status: 5.1.1" in text
+    assert "Action: failed" in text
+    assert "Final-Recipient: rfc822; lisa@example.com" in text
+    assert "Diagnostic-Code: smtp; 550 5.1.1" in text
+    assert bounce["Return-Path"] == "<>"
+    assert len(fake_mx.messages) == 0
+
+
+def test_temporary_refusal_is_retried_and_delivered_once(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    fake_mx.rcpt_reply = lambda _address, n: "450 4.2.0 Try again later" if n == 1 else "250 2.1.5 Ok"
+    server = mailroom_server_factory(**route_to(fake_mx, minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s"))
+    submit_as_john(server)
+    wait_until(lambda: len(fake_mx.messages) == 1)
+    log = server.wait_for_log(lambda text: "status=sent" in text and "lisa@example.com" in text)
+    assert "status=deferred" in log
+    time.sleep(1.5)
+    assert len(fake_mx.messages) == 1
+    assert server.maildir_files() == []  # no bounce
+
+
+def test_temporary_refusal_bounces_after_maximal_queue_lifetime(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    fake_mx.rcpt_reply = lambda _address, _n: "450 4.2.0 Mailbox busy"
+    server = mailroom_server_factory(
+        **route_to(fake_mx, minimal_backoff_time="1s", maximal_backoff_time="1s", queue_run_delay="1s", maximal_queue_lifetime="3s")
+    )
+    submit_as_john(server)
+    server.wait_for_maildir(1, timeout=20)
+    (bounce,) = server.messages()
+    assert bounce.get_content_type() == "multipart/report"
+    text = bounce.get_payload()[1].as_string()
+    assert "Status: 5.2.0" in text or "Status: 5." in text
+    assert fake_mx.attempts["lisa@example.com"] >= 2
