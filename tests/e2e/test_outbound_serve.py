@@ -114,3 +114,30 @@ def test_temporary_refusal_bounces_after_maximal_queue_lifetime(
     text = bounce.get_payload()[1].as_string()
     assert "Status: 5.2.0" in text or "Status: 5." in text
     assert fake_mx.attempts["lisa@example.com"] >= 2
+
+
+def test_queue_list_show_flush_and_delete_while_serving(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    attempts_allowed = {"ok": False}
+    fake_mx.rcpt_reply = lambda _a, _n: "250 2.1.5 Ok" if attempts_allowed["ok"] else "451 4.3.0 Not now"
+    server = mailroom_server_factory(**route_to(fake_mx, minimal_backoff_time="1h", maximal_backoff_time="2h"))
+    assert server.cli("queue", "list").out == "Mail queue is empty\n"
+    submit_as_john(server)
+    submit_as_john(server, rcpt="other@example.com")
+    wait_until(lambda: fake_mx.attempts.get("other@example.com", 0) >= 1)
+    listing = server.cli("queue", "list").out
+    assert "john@example.org" in listing and "lisa@example.com" in listing
+    assert "451 4.3.0 Not now" in listing
+    assert listing.rstrip().endswith("in 2 Requests.")
+    first = listing.splitlines()[1].split()[0]
+    shown = server.cli("queue", "show", first)
+    assert shown.code == 0 and "sender: john@example.org" in shown.out and "Subject: hi lisa" in shown.out
+    deleted = server.cli("queue", "delete", first)
+    assert deleted.code == 0 and f"{first}: removed" in deleted.err
+    attempts_allowed["ok"] = True
+    assert server.cli("queue", "flush").code == 0
+    wait_until(lambda: len(fake_mx.messages) == 1)
+    wait_until(lambda: server.cli("queue", "list").out == "Mail queue is empty\n")
+    bad = server.cli("queue", "show", "NOSUCHID")
+    assert bad.code != 0 and bad.err.startswith("mailroom: error: ")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailroom import __version__
-from mailroom.cli import admin, check, init, postconf, serve
+from mailroom.cli import admin, check, init, postconf, queue, serve
 from mailroom.cli.errors import CommandError
 from mailroom.config.maincf import ConfigError
 from mailroom.config.settings import Config
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_parser(sub)
     admin.add_parsers(sub)
     serve.add_parsers(sub)
+    queue.add_parsers(sub)
     return parser
 
 

@@ -125,6 +125,7 @@ class QueueManager:
         self.local = LocalTransport(local)
         self.transports: dict[str, Transport] = {LOCAL: self.local}
         self.notifier: Notifier | None = None
+        self._flushed: set[str] = set()  # messages whose backoff a flush cut short
         self._schedule: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -153,9 +154,10 @@ class QueueManager:
             self._wake.set()
 
     def flush(self) -> None:
-        """Make every queued message due now (postqueue -f)."""
+        """Make every queued message and each of its waiting recipients due now (postqueue -f)."""
         for qid in self._schedule:
             self._schedule[qid] = 0.0
+            self._flushed.add(qid)
         self._wake.set()
 
     async def start(self) -> None:
@@ -260,6 +262,11 @@ class QueueManager:
             except SpoolError as exc:
                 qmgr_log.warning("%s: %s", qid, exc)
                 return None
+        if qid in self._flushed:
+            self._flushed.discard(qid)
+            for rcpt in envelope.recipients:
+                if rcpt.status in ("deferred", "pending"):
+                    rcpt.next_attempt = min(rcpt.next_attempt, activated)
         qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
                       qid, envelope.sender, envelope.size, len(envelope.recipients))
         routes, dirty = self._expand_and_route(envelope, activated)

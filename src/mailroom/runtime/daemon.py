@@ -73,13 +73,18 @@ async def _main(config_dir: Path, config: Config) -> int:
         runtime.reload(new_config)
         log.info("reload -- version configuration %s", new_config.filename)
 
+    def on_usr1() -> None:
+        log.info("flush requested: retrying every queued message now")
+        runtime.queue_manager.flush()
+
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     loop.add_signal_handler(signal.SIGTERM, stop_event.set)
     loop.add_signal_handler(signal.SIGINT, stop_event.set)
     log.info("daemon started -- mailroom, configuration %s", config.filename)
     await stop_event.wait()
     log.info("terminating on signal")
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(Exception):
             loop.remove_signal_handler(sig)
     await runtime.stop(float(runtime.config["shutdown_timeout"]))
