@@ -80,6 +80,8 @@ G = "sasl"
 _p("smtpd_sasl_auth_enable", BOOL, "no", "Offer SMTP AUTH (PLAIN, LOGIN).", G)
 _p("smtpd_sasl_type", t.Choice(("mailroom", "dovecot")), "mailroom", "Who checks passwords: mailroom's own directory, or a Dovecot auth socket at smtpd_sasl_path. (Postfix's default is cyrus.)", G)
 _p("smtpd_sasl_path", PATH, "private/auth", "Path of the Dovecot auth socket when smtpd_sasl_type = dovecot; relative to queue_directory as in Postfix.", G)
+_p("login_sasl_type", t.Choice(("mailroom", "dovecot")), "$smtpd_sasl_type", "Who checks IMAP and POP3 passwords: mailroom's directory, or the Dovecot auth socket at login_sasl_path.", G, origin="mailroom")
+_p("login_sasl_path", PATH, "$smtpd_sasl_path", "Dovecot auth socket for IMAP and POP3 logins when login_sasl_type = dovecot; relative to queue_directory.", G, origin="mailroom")
 _p("smtpd_sasl_authenticated_header", BOOL, "no", "Show the SASL user name in the Received header.", G)
 _p("disable_plaintext_auth", BOOL, "yes", "IMAP and POP3: refuse LOGIN/USER/AUTH until TLS is active (Dovecot's setting; mailroom does not exempt loopback).", G, origin="dovecot")
 
@@ -149,6 +151,8 @@ _p("pop3_timeout", SECONDS, "10m", "POP3 idle time before the session is closed 
 _p("pop3s_listen", LISTEN, "", "POP3 over implicit TLS (995).", G, origin="mailroom", restart=True)
 _p("auth_listen", PATH, "", "Path of a Dovecot-auth-protocol socket for a real Postfix (smtpd_sasl_type = dovecot); empty = off.", G, origin="mailroom", restart=True)
 _p("auth_listen_mode", t.Mode(), "0660", "File mode of the auth_listen socket.", G, origin="mailroom", restart=True)
+_p("auth_listen_user", t.String(), "", "Owner of the auth_listen socket, a user name or uid (postfix for Postfix's private/auth); empty = the server's user.", G, origin="mailroom", restart=True)
+_p("auth_listen_group", t.String(), "", "Group of the auth_listen socket, a name or gid; empty = the server's group.", G, origin="mailroom", restart=True)
 _p("shutdown_timeout", SECONDS, "10s", "On SIGTERM, how long sessions may finish before they are closed.", G, origin="mailroom")
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in _PARAMS}

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mailroom.adapters.dovecot_auth import DovecotAuthClient, DovecotAuthServer
 from mailroom.adapters.listeners import StartupError, bind
 from mailroom.adapters.pop3 import Pop3Service, start_pop3_listeners
 from mailroom.adapters.smtp import ListenerProfile, SmtpSession
@@ -41,7 +42,7 @@ __all__ = ["Runtime", "StartupError", "build_runtime"]
 log = get_logger("master")
 
 # Listeners not served yet: configured values are reported, not silently ignored.
-NOT_YET_SERVED = ("imap_listen", "imaps_listen", "auth_listen")
+NOT_YET_SERVED = ("imap_listen", "imaps_listen")
 
 
 class Runtime:
@@ -51,7 +52,9 @@ class Runtime:
         self.hostname = config.expanded("myhostname")
         self.tls = TlsHolder(_load_tls(config))
         self.policy = _build_policy(config, directory)
-        self.auth_backend: AuthBackend = DirectoryAuthBackend(directory)
+        self.auth_backend: AuthBackend = _auth_backend(config, directory, "smtpd_sasl")
+        self.login_auth_backend: AuthBackend = _auth_backend(config, directory, "login_sasl")
+        self.auth_server: DovecotAuthServer | None = None
         self.anvil = Anvil(float(config["anvil_rate_time_unit"]))
         self.spool = Spool(config.path("queue_directory"))
         self.queue_manager = QueueManager(
@@ -68,7 +71,7 @@ class Runtime:
         self._configure_outbound(config)
         self.pop3 = Pop3Service(
             mailbox_base=config.path("virtual_mailbox_base"),
-            auth_backend=self.auth_backend,
+            auth_backend=self.login_auth_backend,
             tls_context=lambda: self.tls.context,
             hostname=self.hostname,
         )
@@ -135,6 +138,7 @@ class Runtime:
     async def start(self) -> None:
         self.profiles = self._profiles(self.config)
         await self.queue_manager.start()
+        await self._start_auth_server()
         for name in NOT_YET_SERVED:
             if self.config.raw(name):
                 log.warning("%s = %s: this listener is not implemented yet and is not started", name, self.config.raw(name))
@@ -193,6 +197,28 @@ class Runtime:
             clock=time.time,
         ))
 
+    async def _start_auth_server(self) -> None:
+        """auth_listen: the Dovecot-protocol socket a real Postfix can use (smtpd_sasl_type = dovecot)."""
+        config = self.config
+        if not config["auth_listen"]:
+            return
+        self.auth_server = DovecotAuthServer(
+            config.path("auth_listen"),
+            int(config["auth_listen_mode"]),
+            DirectoryAuthBackend(self.directory),  # the socket serves mailroom's own users
+            user=config["auth_listen_user"] or None,
+            group=config["auth_listen_group"] or None,
+            failure_delay=float(config["smtpd_error_sleep_time"]),
+            anvil=self.anvil,
+            auth_rate_limit=int(config["smtpd_client_auth_rate_limit"]),
+            rate_exempt=self.policy.mynetworks_contains,
+        )
+        try:
+            await self.auth_server.start()
+        except (OSError, LookupError) as exc:
+            raise StartupError(f"auth_listen = {config['auth_listen']}: {exc}") from None
+        log.info("auth_listen: listening on %s", config.path("auth_listen"))
+
     def _configure_pop3(self, config: Config) -> None:
         self.pop3.hostname = config.expanded("myhostname")
         self.pop3.timeout = float(config["pop3_timeout"])
@@ -247,6 +273,11 @@ class Runtime:
             self.directory.invalidate()
         self.anvil.rate_window = float(config["anvil_rate_time_unit"])
         self.profiles = self._profiles(config)
+        self._configure_pop3(config)
+        if self.auth_server is not None:
+            self.auth_server.failure_delay = float(config["smtpd_error_sleep_time"])
+            self.auth_server.auth_rate_limit = int(config["smtpd_client_auth_rate_limit"])
+            self.auth_server.rate_exempt = policy.mynetworks_contains
 
     async def stop(self, timeout: float) -> None:
         for server in self.servers:
@@ -267,9 +298,21 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         await self.pop3.stop(timeout)
+        if self.auth_server is not None:
+            await self.auth_server.stop()
+        for backend in (self.auth_backend, self.login_auth_backend):
+            if isinstance(backend, DovecotAuthClient):
+                await backend.close()
         await self.queue_manager.stop(max(timeout, 1.0))
         self.spool.close()
         self.directory.close()
+
+
+def _auth_backend(config: Config, directory: Directory, prefix: str) -> AuthBackend:
+    """`<prefix>_type = dovecot` asks the Dovecot socket at `<prefix>_path` (queue-relative, as Postfix)."""
+    if config[f"{prefix}_type"] == "dovecot":
+        return DovecotAuthClient(config.path("queue_directory") / config.expanded(f"{prefix}_path"))
+    return DirectoryAuthBackend(directory)
 
 
 def _load_tls(config: Config) -> ssl.SSLContext | None:
