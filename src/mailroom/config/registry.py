@@ -114,7 +114,7 @@ _p("anvil_rate_time_unit", SECONDS, "60s", "Time unit for the rate limits.", G)
 _p("smtpd_forbid_bare_newline", t.Choice(("yes", "normalize", "reject", "no")), "yes", "SMTP smuggling defence; only CRLF.CRLF ever ends DATA. yes: refuse message data containing a bare LF (550), read commands that end in a bare LF as lines (stricter than Postfix's normalize, and no $mynetworks exemption); reject: also end the session on a command with a bare LF (521); normalize or no: accept bare LF in data.", G)
 _p("smtputf8_enable", BOOL, "yes", "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses with it.", G)
 _p("line_length_limit", INT, "2048", "Longest SMTP command line accepted (AUTH lines may be up to 12288).", G)
-_p("header_size_limit", INT, "102400", "Largest message header accepted, in bytes.", G)
+_p("header_size_limit", INT, "102400", "Largest message header accepted, in bytes; a message with a larger header is refused (552 5.3.4) where Postfix would truncate it.", G)
 _p("smtpd_client_limit", INT, "1000", "Most simultaneous SMTP sessions per listener process.", G, origin="mailroom")
 
 # -- routing and queue ------------------------------------------------------------------

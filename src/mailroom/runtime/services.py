@@ -98,6 +98,7 @@ class Runtime:
             reject_bare_lf_commands=config["smtpd_forbid_bare_newline"] == "reject",
             helo_required=bool(config["smtpd_helo_required"]),
             smtputf8=bool(config["smtputf8_enable"]),
+            header_size_limit=int(config["header_size_limit"]),
         )
         return {
             "smtp": ListenerProfile(

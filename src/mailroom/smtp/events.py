@@ -34,6 +34,7 @@ class ServerSettings:
     forbid_bare_newline: bool = True  # smtpd_forbid_bare_newline yes|reject: bare LF in DATA refused
     reject_bare_lf_commands: bool = False  # smtpd_forbid_bare_newline = reject: also in commands
     smtputf8: bool = True  # smtputf8_enable
+    header_size_limit: int = 102400  # header_size_limit: the header section, in bytes
     helo_required: bool = False  # smtpd_helo_required (Postfix's default: no)
 
 

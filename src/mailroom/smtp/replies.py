@@ -156,6 +156,7 @@ BAD_NOTIFY = Reply(501, "5.5.4", "Bad NOTIFY parameter syntax")
 BAD_ORCPT = Reply(501, "5.5.4", "Bad ORCPT parameter syntax")
 BAD_BODY = Reply(501, "5.5.4", "Bad BODY keyword syntax")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+HEADER_TOO_BIG = Reply(552, "5.3.4", "Error: message header size exceeds limit")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
 # smtpd_forbid_bare_newline=reject answers 550 (smtpd_forbid_bare_newline_reject_code);
 # mailroom keeps the session because its DATA framing never lost sync.

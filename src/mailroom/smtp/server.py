@@ -291,6 +291,11 @@ class ServerConnection:
         if result.too_big:
             self._reset_transaction()
             self._send(replies.MESSAGE_TOO_BIG)  # RFC 1870 §6.3
+        elif _header_size(result.message) > self.settings.header_size_limit:
+            # Postfix truncates an oversized header; mailroom refuses the message
+            # rather than deliver a silently altered one (bounded memory either way).
+            self._reset_transaction()
+            self._send(replies.HEADER_TOO_BIG)
         elif result.bare_lf:
             self._reset_transaction()
             self._send(replies.BARE_LF_IN_DATA)
@@ -496,3 +501,11 @@ _HANDLERS: dict[str, Callable[[ServerConnection, str], Event | None]] = {
     "STARTTLS": ServerConnection._starttls,
     "AUTH": ServerConnection._auth,
 }
+
+
+def _header_size(message: bytes) -> int:
+    """Bytes before the blank line that ends the header (RFC 5322 §2.1); all of it if none."""
+    if message.startswith(b"\r\n"):
+        return 0
+    end = message.find(b"\r\n\r\n")
+    return len(message) if end < 0 else end + 2
