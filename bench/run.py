@@ -165,6 +165,38 @@ def load(args: argparse.Namespace, port: int, maildir: Path, pid: int) -> LoadRe
     return result
 
 
+def relay(
+    args: argparse.Namespace, tmp: Path, port: int, cfg_dir: Path, server: subprocess.Popen[bytes]
+) -> LoadResult | None:
+    """Outbound: route example.com to a local sink, reload, relay N messages to it.
+
+    127.0.0.1 is in the demo's mynetworks, so the load is relayed without AUTH; the
+    figure counts messages that reached the sink's directory (mailroom's SMTP client
+    and queue manager end to end).
+    """
+    if args.no_outbound:
+        return None
+    sink_port = free_port()
+    (tmp / "outbound").mkdir(exist_ok=True)
+    sink, sink_dir = start_sink(tmp / "outbound", sink_port)
+    try:
+        r = mailroom(cfg_dir, "postconf", "-e", f"transport_maps=inline:{{ example.com=smtp:[{HOST}]:{sink_port} }}")
+        if r.returncode != 0:
+            raise BenchError(f"mailroom postconf -e transport_maps failed: {r.stderr.strip()}")
+        server.send_signal(signal.SIGHUP)
+        time.sleep(1.0)  # the reload is applied on the server's loop
+        cfg = LoadConfig(
+            host=HOST, port=port, messages=args.messages, concurrency=args.concurrency,
+            size=args.size, per_connection=args.per_connection, maildir=sink_dir,
+            server_pid=server.pid, recipient="lisa@example.com",
+            delivery_timeout=args.delivery_timeout,
+        )
+        result: LoadResult = run_with_best_loop(lambda: run_load(cfg))
+        return result
+    finally:
+        stop(sink)
+
+
 def idle(args: argparse.Namespace, port: int, pid: int) -> IdleResult | None:
     """Idle-connection RSS, unless --idle 0."""
     if args.idle <= 0:
@@ -215,6 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--hold", type=float, default=3.0, help="seconds to hold the idle connections")
     ap.add_argument("--delivery-timeout", type=float, default=120.0)
     ap.add_argument("--no-baseline", action="store_true", help="skip the sink baseline")
+    ap.add_argument("--no-outbound", action="store_true", help="skip the outbound (relay to a sink) figure")
     return ap.parse_args(argv)
 
 
@@ -256,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         if mr_idle:
             print("\n".join(format_idle(mr_idle, "mailroom")), flush=True)
         report["mailroom_idle"] = asdict(mr_idle) if mr_idle else None
+
+        outbound = relay(args, tmp, port, cfg_dir, server)
+        if outbound is not None:
+            print("\n".join(format_result(outbound, "outbound")), flush=True)
+            report["outbound"] = asdict(outbound)
 
         src = smtp_source(args, port, maildir)
         if src is not None:
