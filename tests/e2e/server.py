@@ -283,7 +283,7 @@ class MailroomServer:
         active = self.queue_dir / "active"
         if not active.is_dir():
             return []
-        return sorted(p for p in active.rglob("*") if p.is_file())
+        return sorted(p for p in active.iterdir() if p.is_file() and "." not in p.name)
 
 
 # -- a minimal raw SMTP client (for things smtplib hides: pipelining, injection, smuggling) --

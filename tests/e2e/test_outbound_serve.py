@@ -141,3 +141,19 @@ def test_queue_list_show_flush_and_delete_while_serving(
     wait_until(lambda: server.cli("queue", "list").out == "Mail queue is empty\n")
     bad = server.cli("queue", "show", "NOSUCHID")
     assert bad.code != 0 and bad.err.startswith("mailroom: error: ")
+
+
+def test_restart_during_a_retry_interval_delivers_exactly_once(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    fake_mx.rcpt_reply = lambda _address, n: "450 4.2.0 Try again later" if n == 1 else "250 2.1.5 Ok"
+    server = mailroom_server_factory(**route_to(fake_mx, minimal_backoff_time="2s", maximal_backoff_time="2s", queue_run_delay="1s"))
+    submit_as_john(server)
+    wait_until(lambda: fake_mx.attempts.get("lisa@example.com", 0) == 1)
+    assert server.terminate() == 0
+    assert len(server.queue_files()) == 1  # still queued across the restart
+    server.start()
+    wait_until(lambda: len(fake_mx.messages) == 1)
+    time.sleep(2.5)  # another retry interval: nothing is sent twice
+    assert len(fake_mx.messages) == 1
+    wait_until(lambda: not server.queue_files())
