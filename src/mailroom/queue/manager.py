@@ -25,7 +25,22 @@ messages another process queued. Each due message is handled by one task:
 4. when no recipient is left pending or deferred, the message is removed.
 
 A deferred recipient is retried after next_backoff(attempts) seconds and bounced
-once the message is older than `maximal_queue_lifetime`. Directory look-ups run on
+once the message is older than `maximal_queue_lifetime` (`bounce_queue_lifetime`
+for a message from the null sender: a bounce or other notice).
+
+Per-destination concurrency (queue/concurrency.py): deliveries through a transport
+go one call per destination, the next hop (the recipient domain, or the relay the
+transport's router names), and at most `smtp_destination_concurrency_limit` (other
+transports but `virtual`: `default_destination_concurrency_limit`; `virtual`: no
+limit) are in flight to one destination. Recipients whose destination is full are
+skipped without counting an attempt; the message waits in that destination's line
+and is made due again when a slot is granted to it (at the latest after
+`queue_run_delay`).
+
+ETRN / flush(domain): the manager remembers, for each message it has handled, the
+domains of its recipients still waiting, so a flush for one domain makes due only
+those messages (and those it has not seen yet), and cuts the backoff only of their
+recipients in that domain, without reading any queue file. Directory look-ups run on
 the event loop (the directory is cached, as for the SMTP policy checks); disk work
 runs in the spool's and the Maildir writer's batching threads, and the rare slow
 paths (loading a deferred message, recording a partial delivery) in a small
@@ -44,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailroom.directory.base import AliasLoop, DirectoryUnavailable
+from mailroom.queue.concurrency import Destination, DestinationSlots
 from mailroom.queue.envelope import Envelope, Recipient
 from mailroom.queue.local import LOOKUP_FAILED, LocalDelivery, LocalTransport, MailboxLookup
 from mailroom.queue.spool import Spool, SpoolError
@@ -58,6 +74,7 @@ QUEUE_RUN_DELAY = 300.0
 MINIMAL_BACKOFF_TIME = 300.0
 MAXIMAL_BACKOFF_TIME = 4000.0
 MAXIMAL_QUEUE_LIFETIME = 5 * 86400.0
+DEFAULT_DESTINATION_CONCURRENCY_LIMIT = 20
 MAX_ACTIVE_MESSAGES = 100  # like Postfix's default_process_limit: bounds memory and tasks
 IO_WORKERS = 2  # threads for the slow paths: loading deferred messages, partial records
 STOP_GRACE_SECONDS = 10.0  # how long stop() waits for in-flight deliveries
@@ -87,6 +104,10 @@ def format_delay(seconds: float) -> str:
     return f"{seconds:.2g}"
 
 
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].rstrip(".").lower()
+
+
 def _orig_to(rcpt: Recipient) -> str:
     if rcpt.orcpt:
         original = rcpt.orcpt.partition(";")[2] or rcpt.orcpt
@@ -108,6 +129,9 @@ class QueueManager:
         minimal_backoff_time: float = MINIMAL_BACKOFF_TIME,
         maximal_backoff_time: float = MAXIMAL_BACKOFF_TIME,
         maximal_queue_lifetime: float = MAXIMAL_QUEUE_LIFETIME,
+        bounce_queue_lifetime: float | None = None,
+        default_destination_concurrency_limit: int = DEFAULT_DESTINATION_CONCURRENCY_LIMIT,
+        smtp_destination_concurrency_limit: int | None = None,
         quota_permanent: bool = True,
         router: Callable[[str], str] | None = None,
     ) -> None:
@@ -118,6 +142,13 @@ class QueueManager:
         self.minimal_backoff_time = minimal_backoff_time
         self.maximal_backoff_time = maximal_backoff_time
         self.maximal_queue_lifetime = maximal_queue_lifetime
+        self.bounce_queue_lifetime = (maximal_queue_lifetime if bounce_queue_lifetime is None
+                                      else bounce_queue_lifetime)
+        if smtp_destination_concurrency_limit is None:
+            smtp_destination_concurrency_limit = default_destination_concurrency_limit
+        self.slots = DestinationSlots(
+            self._granted, {LOCAL: 0, REMOTE: smtp_destination_concurrency_limit},
+            default_destination_concurrency_limit)
         self.router = router or self._default_route
         self._executor = ThreadPoolExecutor(IO_WORKERS, thread_name_prefix="qmgr")
         local = LocalDelivery(directory, mailbox_base, hostname=hostname, clock=clock,
@@ -125,7 +156,8 @@ class QueueManager:
         self.local = LocalTransport(local)
         self.transports: dict[str, Transport] = {LOCAL: self.local}
         self.notifier: Notifier | None = None
-        self._flushed: set[str] = set()  # messages whose backoff a flush cut short
+        self._flushed: dict[str, set[str] | None] = {}  # backoff cut short: qid -> domains (None: all)
+        self._domains: dict[str, frozenset[str]] = {}  # qid -> domains of its waiting recipients
         self._schedule: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -153,11 +185,25 @@ class QueueManager:
             self._backlog = True
             self._wake.set()
 
-    def flush(self) -> None:
-        """Make every queued message and each of its waiting recipients due now (postqueue -f)."""
+    def flush(self, domain: str | None = None) -> None:
+        """Make waiting recipients due now: all of them (postqueue -f), or one domain's (ETRN).
+
+        Messages this manager has not handled yet (e.g. just recovered) count as
+        candidates for any domain: they are due anyway.
+        """
+        wanted = _domain(domain) if domain is not None else None
         for qid in self._schedule:
+            if wanted is None:
+                self._flushed[qid] = None
+            else:
+                known = self._domains.get(qid)
+                if known is not None and wanted not in known:
+                    continue
+                cut = self._flushed.get(qid, set())
+                if cut is not None:
+                    cut.add(wanted)
+                    self._flushed[qid] = cut
             self._schedule[qid] = 0.0
-            self._flushed.add(qid)
         self._wake.set()
 
     async def start(self) -> None:
@@ -230,6 +276,12 @@ class QueueManager:
         self._inflight[qid] = task
         task.add_done_callback(functools.partial(self._done, qid))
 
+    def _granted(self, qid: str) -> None:
+        """A destination slot was granted to a waiting message: it is due now."""
+        if qid in self._schedule:
+            self._schedule[qid] = 0.0
+            self._wake.set()
+
     def _done(self, qid: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(qid, None)
         if self._backlog or qid in self._schedule:  # a slot for the backlog, or a new due time
@@ -240,18 +292,27 @@ class QueueManager:
 
     # -- one message --------------------------------------------------------------
     async def _process_safely(self, qid: str) -> None:
+        blocked: set[Destination] = set()  # destinations that were full
         try:
-            next_due = await self._process(qid)
+            next_due = await self._process(qid, blocked)
         except Exception as exc:  # e.g. disk full while recording: try again later
             qmgr_log.warning("%s: delivery interrupted: %s", qid, exc)
             next_due = self.clock() + self.minimal_backoff_time
         if next_due is None:
             self._schedule.pop(qid, None)
+            self._domains.pop(qid, None)
+            self._flushed.pop(qid, None)
+            self.slots.forget(qid)
+        elif self.slots.finish(qid, blocked):
+            self._schedule[qid] = 0.0  # granted a slot while it was running
         else:
             self._schedule[qid] = next_due
 
-    async def _process(self, qid: str) -> float | None:
-        """Try the due recipients of one message; return when it is next due (None: gone)."""
+    async def _process(self, qid: str, blocked: set[Destination]) -> float | None:
+        """Try the due recipients of one message; return when it is next due (None: gone).
+
+        Destinations that had no free slot are added to `blocked`.
+        """
         activated = self.clock()
         hot = self.spool.take_hot(qid)
         if hot is not None:
@@ -263,14 +324,16 @@ class QueueManager:
                 qmgr_log.warning("%s: %s", qid, exc)
                 return None
         if qid in self._flushed:
-            self._flushed.discard(qid)
+            domains = self._flushed.pop(qid)
             for rcpt in envelope.recipients:
-                if rcpt.status in ("deferred", "pending"):
+                if rcpt.status in ("deferred", "pending") and (
+                        domains is None or _domain(rcpt.address) in domains):
                     rcpt.next_attempt = min(rcpt.next_attempt, activated)
         qmgr_log.info("%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
                       qid, envelope.sender, envelope.size, len(envelope.recipients))
         routes, dirty = self._expand_and_route(envelope, activated)
         unsaved = [dirty]  # in-memory changes not yet in the spool
+        waiting: list[Recipient] = []  # due, but their destination is full
         for name, recipients in routes.items():
             transport = self.transports.get(name)
             if transport is None:
@@ -279,21 +342,60 @@ class QueueManager:
                     self._record(envelope, rcpt, result, activated, activated)
                 unsaved[0] = True
                 continue
-            started = self.clock()
-            report = self._reporter(envelope, recipients, activated, started, unsaved)
+            for dest, group in self._by_destination(name, transport, recipients).items():
+                if not self.slots.acquire(dest, qid):
+                    blocked.add(dest)
+                    waiting += group
+                    continue
+                try:
+                    await self._deliver(envelope, data, name, transport, group, activated,
+                                        unsaved, fresh=hot is not None)
+                finally:
+                    self.slots.release(dest)
+        if waiting:
+            qmgr_log.debug("%s: %d recipient(s) wait for a delivery slot (%s)", qid, len(waiting),
+                          ", ".join(sorted(f"{n}:{d}" for n, d in blocked)))
+        return await self._finish(envelope, unsaved[0], data, waiting)
+
+    async def _deliver(self, envelope: Envelope, data: bytes, name: str, transport: Transport,
+                       recipients: list[Recipient], activated: float, unsaved: list[bool],
+                       *, fresh: bool) -> None:
+        started = self.clock()
+        report = self._reporter(envelope, recipients, activated, started, unsaved)
+        try:
+            if transport is self.local:
+                results = await self.local.deliver(envelope, data, recipients, report, fresh=fresh)
+            else:
+                results = await transport.deliver(envelope, data, recipients, report)
+        except Exception as exc:  # a transport bug must not lose or stall the message
+            qmgr_log.error("%s: transport %s failed: %s", envelope.queue_id, name, exc)
+            results = [DeliveryResult(r.address, Outcome.DEFERRED, "4.3.0",
+                                      f"transport {name} failed") for r in recipients]
+        for result in results:  # those the transport did not report itself
+            await report(result)
+
+    def _by_destination(self, name: str, transport: Transport,
+                        recipients: list[Recipient]) -> dict[Destination, list[Recipient]]:
+        """Split one transport's recipients by next hop; one group when it has no limit."""
+        if not self.slots.limit(name):
+            return {(name, ""): recipients}
+        groups: dict[Destination, list[Recipient]] = {}
+        for rcpt in recipients:
+            groups.setdefault((name, self._nexthop(transport, rcpt.address)), []).append(rcpt)
+        return groups
+
+    @staticmethod
+    def _nexthop(transport: Transport, address: str) -> str:
+        """The transport router's next hop (relayhost, transport_maps), else the domain."""
+        route = getattr(getattr(transport, "router", None), "route", None)
+        if callable(route):
             try:
-                if transport is self.local:
-                    results = await self.local.deliver(envelope, data, recipients, report,
-                                                       fresh=hot is not None)
-                else:
-                    results = await transport.deliver(envelope, data, recipients, report)
-            except Exception as exc:  # a transport bug must not lose or stall the message
-                qmgr_log.error("%s: transport %s failed: %s", qid, name, exc)
-                results = [DeliveryResult(r.address, Outcome.DEFERRED, "4.3.0",
-                                          f"transport {name} failed") for r in recipients]
-            for result in results:  # those the transport did not report itself
-                await report(result)
-        return await self._finish(envelope, unsaved[0], data)
+                nexthop = getattr(route(address), "nexthop", "")
+            except Exception:  # e.g. the directory is down: the transport will defer it
+                nexthop = ""
+            if isinstance(nexthop, str) and nexthop:
+                return nexthop.lower()
+        return _domain(address)
 
     def _reporter(self, envelope: Envelope, recipients: list[Recipient],
                   activated: float, started: float, unsaved: list[bool]) -> Report:
@@ -380,7 +482,8 @@ class QueueManager:
             rcpt.status = "delivered"
         elif result.outcome is Outcome.BOUNCED:
             rcpt.status = "bounced"
-        elif now - (envelope.arrival_time or now) >= self.maximal_queue_lifetime:
+        elif now - (envelope.arrival_time or now) >= (
+                self.maximal_queue_lifetime if envelope.sender else self.bounce_queue_lifetime):
             rcpt.status, status = "bounced", "expired"
             rcpt.dsn = "5" + result.dsn[1:]
             rcpt.reason = f"message expired: {result.reason}"
@@ -399,20 +502,25 @@ class QueueManager:
                  result.relay, format_delay(max(0.0, now - arrival)), delays, rcpt.dsn,
                  status, rcpt.reason)
 
-    async def _finish(self, envelope: Envelope, unsaved: bool, data: bytes) -> float | None:
+    async def _finish(self, envelope: Envelope, unsaved: bool, data: bytes,
+                      blocked: list[Recipient]) -> float | None:
         """Remove a finished message, or save its state and say when to try it next.
 
         Notices to the sender (bounce, delay warning, success) are queued before the
         message leaves the queue: a crash in between may repeat a notice, never lose one.
+        Recipients in `blocked` wait for a destination slot, not for a time.
         """
         qid = envelope.queue_id
-        waiting = [r.next_attempt for r in envelope.recipients if r.status not in FINAL]
-        if waiting:
+        left = [r for r in envelope.recipients if r.status not in FINAL]
+        if left:
+            self._domains[qid] = frozenset(_domain(r.address) for r in left)
             if self.notifier is not None and await self.notifier.deferred(envelope, data):
                 unsaved = True
             if unsaved:
                 await self._io(self.spool.update_envelope, qid, envelope)
-            return min(waiting)
+            skip = {id(r) for r in blocked}
+            timed = [r.next_attempt for r in left if id(r) not in skip]
+            return min([*timed, self.clock() + self.queue_run_delay] if blocked else timed)
         if self.notifier is not None:
             await self.notifier.final(envelope, data)
         try:

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +32,11 @@ def queue(spool: Spool, *rcpts: str, sender: str = "fred@example.com") -> str:
 
 
 def run(spool: Spool, directory: FakeDirectory, base: Path, clock: FakeClock,
-        *steps: float, transports: dict[str, object] | None = None) -> QueueManager:
+        *steps: float, transports: dict[str, object] | None = None,
+        **options: Any) -> QueueManager:
     """Run the queue now, then again after each clock advance in `steps`."""
     async def main() -> QueueManager:
-        qm = QueueManager(spool, directory, base, "mx.example.org", clock)
+        qm = QueueManager(spool, directory, base, "mx.example.org", clock, **options)
         for name, transport in (transports or {}).items():
             qm.register_transport(name, transport)  # type: ignore[arg-type]
         for qid in spool.recover():
@@ -276,3 +278,120 @@ def test_crash_between_maildir_link_and_removal_delivers_once(
     assert restarted.list_ids() == []
     assert len(os.listdir(john / "new")) + len(os.listdir(john / "cur")) == 1
     restarted.close()
+
+
+def test_bounces_expire_after_bounce_queue_lifetime(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A message from the null sender gives up after bounce_queue_lifetime, others do not."""
+    caplog.set_level(logging.INFO, logger="mailroom")
+    directory.unavailable = True
+    bounce = queue(spool, "john@example.org", sender="")
+    normal = queue(spool, "lisa@example.org")
+    lifetimes: dict[str, Any] = {"maximal_queue_lifetime": 5 * 86400, "bounce_queue_lifetime": 3600}
+    run(spool, directory, tmp_path / "mail", clock, 300, 600, 1200, **lifetimes)  # tries at 0..2100 s
+    assert sorted(spool.list_ids()) == sorted([bounce, normal])
+    assert "status=expired" not in caplog.text
+    run(spool, directory, tmp_path / "mail", clock, 2400, **lifetimes)  # the try at 4500 s
+    assert spool.list_ids() == [normal]
+    expired = [r.getMessage() for r in caplog.records if "status=expired" in r.getMessage()]
+    assert len(expired) == 1 and expired[0].startswith(f"{bounce}: to=<john@example.org>")
+
+
+def test_bounce_queue_lifetime_defaults_to_maximal_queue_lifetime(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock) -> None:
+    qm = QueueManager(spool, directory, tmp_path / "mail", "mx.example.org", clock,
+                      maximal_queue_lifetime=7200)
+    assert qm.bounce_queue_lifetime == 7200
+    directory.unavailable = True
+    queue(spool, "john@example.org", sender="")
+    run(spool, directory, tmp_path / "mail", clock, 3600, 3600, maximal_queue_lifetime=7200)
+    assert spool.list_ids() == []
+
+
+def _deferred_remote(spool: Spool, directory: FakeDirectory, base: Path,
+                     clock: FakeClock) -> tuple[str, str, str]:
+    """Three messages waiting (no smtp transport yet) with their backoff ahead of them."""
+    a = queue(spool, "a@remote.test")
+    b = queue(spool, "b@other.test")
+    c = queue(spool, "c@Remote.Test", "d@other.test")
+    return a, b, c
+
+
+def test_etrn_flushes_only_the_named_domain_without_reading_other_messages(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, c = _deferred_remote(spool, directory, tmp_path / "mail", clock)
+    outbound = RecordingTransport()
+    loaded: list[str] = []
+
+    async def main() -> QueueManager:
+        qm = QueueManager(spool, directory, tmp_path / "mail", "mx.example.org", clock)
+        await qm.start()
+        await qm.run_queue()  # all deferred: no smtp transport
+        assert set(qm.scheduled().values()) == {clock.now + 300}
+        qm.register_transport("smtp", outbound)
+        real_load = spool.load
+
+        def load(qid: str) -> tuple[Envelope, bytes]:
+            loaded.append(qid)
+            return real_load(qid)
+
+        monkeypatch.setattr(spool, "load", load)
+        qm.flush("REMOTE.test.")
+        assert qm.scheduled() == {a: 0.0, b: clock.now + 300, c: 0.0}
+        await qm.run_queue()
+        await qm.stop()
+        return qm
+
+    qm = asyncio.run(main())
+    assert sorted(loaded) == sorted([a, c])  # b's queue file was not read
+    assert sorted(outbound.calls) == [["a@remote.test"], ["c@remote.test"]]
+    assert sorted(spool.list_ids()) == sorted([b, c])
+    env, _ = spool.load(c)
+    assert [(r.address, r.status) for r in env.recipients] == [
+        ("c@remote.test", "delivered"), ("d@other.test", "deferred")]
+    assert env.recipients[1].attempts == 1  # its backoff was not cut short
+    assert qm.scheduled() == {b: clock.now + 300, c: clock.now + 300}
+
+
+def test_flush_without_domain_still_flushes_everything(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock) -> None:
+    _deferred_remote(spool, directory, tmp_path / "mail", clock)
+    outbound = RecordingTransport()
+
+    async def main() -> None:
+        qm = QueueManager(spool, directory, tmp_path / "mail", "mx.example.org", clock)
+        await qm.start()
+        await qm.run_queue()
+        qm.register_transport("smtp", outbound)
+        qm.flush()
+        await qm.run_queue()
+        await qm.stop()
+
+    asyncio.run(main())
+    assert sorted(outbound.calls) == [["a@remote.test"], ["b@other.test"],
+                                      ["c@remote.test"], ["d@other.test"]]
+    assert spool.list_ids() == []
+
+
+def test_etrn_for_messages_not_seen_yet_reads_them_and_cuts_only_that_domain(
+        spool: Spool, directory: FakeDirectory, tmp_path: Path, clock: FakeClock) -> None:
+    """After a restart the manager knows no domains: every message is a candidate."""
+    a, b, c = _deferred_remote(spool, directory, tmp_path / "mail", clock)
+    run(spool, directory, tmp_path / "mail", clock)  # all deferred, +300 s
+    outbound = RecordingTransport()
+
+    async def main() -> None:
+        qm = QueueManager(spool, directory, tmp_path / "mail", "mx.example.org", clock)
+        qm.register_transport("smtp", outbound)
+        for qid in spool.recover():
+            qm._schedule[qid] = clock.now + 300  # as if scheduled, but never handled here
+        qm.flush("other.test")
+        assert qm.scheduled() == {a: 0.0, b: 0.0, c: 0.0}
+        await qm.run_queue()
+        await qm.stop()
+
+    asyncio.run(main())
+    assert sorted(outbound.calls) == [["b@other.test"], ["d@other.test"]]
+    assert sorted(spool.list_ids()) == sorted([a, c])
