@@ -63,6 +63,9 @@ class Pop3Service:
     auth_failure_delay: float = DEFAULT_AUTH_FAILURE_DELAY
     disable_plaintext_auth: bool = True
     greeting: str = "mailroom ready."
+    # Connection admission (anvil): returns False to refuse; `release` undoes an admit.
+    admit: Callable[[str], bool] = lambda _ip: True
+    release: Callable[[str], None] = lambda _ip: None
     sessions: set[Pop3Session] = field(default_factory=set)
 
     def settings(self, *, implicit_tls: bool) -> Pop3Settings:
@@ -146,7 +149,12 @@ class Pop3Session(asyncio.Protocol):
 
     async def _run(self) -> None:
         log.info("connect from %s", self.who)
+        admitted = self.service.admit(self.client_ip)
         try:
+            if not admitted:
+                log.warning("%s: connection limit exceeded, refusing the session", self.who)
+                self._write(replies.TOO_MANY_CONNECTIONS.encode())
+                return
             self._write(self.conn.initiate())
             await self._loop()
         except Exception:
@@ -163,6 +171,8 @@ class Pop3Session(asyncio.Protocol):
                          s["top"], s["top_bytes"], s["retr"], s["retr_bytes"],
                          len(self.conn.deleted), len(self.conn.messages),
                          sum(m.size for m in self.conn.messages))
+            if admitted:
+                self.service.release(self.client_ip)
             log.info("disconnect from %s", self.who)
             if self.transport is not None and not self._lost:
                 self.transport.close()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from mailroom.adapters.tls import describe
 from mailroom.directory.base import DirectoryError
+from mailroom.policy.address import route
 from mailroom.policy.context import PolicyContext
 from mailroom.queue.headers import received_header
 from mailroom.queue.spool import SpoolError
@@ -255,6 +256,19 @@ class SmtpSession(asyncio.Protocol):
             **extra,
         )
 
+    def _canonical(self, address: str) -> str:
+        """The recipient as it will be routed: what policy judges is what is queued.
+
+        Quotes around a plain local part and a trailing dot go (Postfix's
+        resolve_dequoted_address); a bare <postmaster> (RFC 5321 §4.5.1) becomes
+        postmaster@$mydomain, so it is judged and delivered like any local address
+        instead of being accepted and later bounced to an arbitrary sender.
+        """
+        routed = route(address)
+        if routed.bare_postmaster:
+            return f"postmaster@{self.runtime.config.expanded('mydomain')}"
+        return routed.normalized if routed.valid and not routed.routed else address
+
     def _protocol(self) -> str:
         conn = self.conn
         name = "ESMTP" if conn.extended else "SMTP"
@@ -302,15 +316,20 @@ class SmtpSession(asyncio.Protocol):
                 conn.reply(reply)
         elif isinstance(event, RcptTo):
             self._last_command = "RCPT"
-            reply = await self._evaluate("rcpt", self._context(sender=self._sender, recipient=event.address))
+            recipient = self._canonical(event.address)
+            reply = await self._evaluate("rcpt", self._context(sender=self._sender, recipient=recipient))
             if reply is None:
                 conn.accept()
             else:
-                self._reject_log("RCPT", reply, self._sender, event.address)
+                self._reject_log("RCPT", reply, self._sender, recipient)
                 conn.reply(reply)
         elif isinstance(event, AuthCredentials):
             self._last_command = "AUTH"
-            conn.reply(await self._authenticate(event))
+            reply, username = await self._authenticate(event)
+            if reply is replies.AUTH_SUCCESSFUL:
+                conn.accept(username=username)
+            else:
+                conn.reply(reply)
         elif isinstance(event, MessageReceived):
             self._last_command = "DATA"
             conn.reply(await self._queue(event))
@@ -321,7 +340,7 @@ class SmtpSession(asyncio.Protocol):
             self._last_command = "ETRN"
             reply = await self._evaluate("etrn", self._context(etrn_domain=event.domain))
             if reply is None:
-                self.runtime.queue_manager.flush()
+                self.runtime.queue_manager.flush(event.domain)
                 conn.accept()
             else:
                 self._reject_log("ETRN", reply, None)
@@ -329,7 +348,7 @@ class SmtpSession(asyncio.Protocol):
         else:  # pragma: no cover - the core has no other events that need an answer
             raise RuntimeError(f"unexpected event {event!r}")
 
-    async def _authenticate(self, event: AuthCredentials) -> Reply:
+    async def _authenticate(self, event: AuthCredentials) -> tuple[Reply, str]:
         config = self.runtime.config
         limit = int(config["smtpd_client_auth_rate_limit"])
         if (
@@ -338,7 +357,7 @@ class SmtpSession(asyncio.Protocol):
             and self.runtime.anvil.rate("auth", self.client_ip) > limit
         ):
             log.warning("AUTH command rate limit exceeded from %s", self.who)
-            return replies.too_many_auth(self.client_ip)
+            return replies.too_many_auth(self.client_ip), ""
         if event.authzid and event.authzid.lower() != event.username.lower():
             temporary, reason = False, "authorization identity differs from the user"
         else:
@@ -350,16 +369,18 @@ class SmtpSession(asyncio.Protocol):
                 secured=self.conn.tls_active,
             )
             if outcome.ok:
-                return replies.AUTH_SUCCESSFUL
+                return replies.AUTH_SUCCESSFUL, outcome.username or event.username
             temporary, reason = outcome.temporary, outcome.reason
         log.warning("%s: SASL %s authentication failed: %s", self.who, event.mechanism, reason or "authentication failure")
         # A delay after each failure slows password guessing (Postfix/Dovecot auth_failure_delay).
         await asyncio.sleep(float(config["smtpd_error_sleep_time"]))
-        return replies.TEMP_AUTH_FAILURE if temporary else replies.auth_failed()
+        return (replies.TEMP_AUTH_FAILURE if temporary else replies.auth_failed()), ""
 
     async def _queue(self, event: MessageReceived) -> Reply:
         runtime = self.runtime
         envelope = event.envelope()
+        for rcpt in envelope.recipients:
+            rcpt.address = self._canonical(rcpt.address)
         client = envelope.client
         client.helo = self.conn.helo_name or ""
         client.hostname = self.client_name

@@ -50,6 +50,10 @@ class Config:
             return None
         if name == "myhostname" and param.default == "localhost.localdomain":
             return default_hostname()
+        if name == "mydomain":
+            # Postfix: $myhostname minus its first component, else "localdomain".
+            host = self.expanded("myhostname")
+            return host.split(".", 1)[1] if host.count(".") >= 2 else param.default
         return param.default
 
     def expanded(self, name: str) -> str:

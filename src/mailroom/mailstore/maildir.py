@@ -73,9 +73,25 @@ def mailbox_path(base: Path, address: str) -> Path:
 
 
 def ensure_maildir(maildir: Path) -> None:
-    """Create Maildir/{tmp,new,cur} (and parents) with mode 0700 if missing."""
+    """Create Maildir/{tmp,new,cur} (and parents) with mode 0700 if missing.
+
+    Every directory created here has its entry fsynced in its parent: a first
+    delivery to a new mailbox must survive a power loss like any other.
+    """
+    if all((maildir / sub).is_dir() for sub in SUBDIRS):
+        return
+    created: list[Path] = []
+    missing = maildir
+    while not missing.exists():
+        created.append(missing)
+        missing = missing.parent
+    for sub in SUBDIRS:
+        if not (maildir / sub).exists():
+            created.append(maildir / sub)
     for sub in SUBDIRS:
         (maildir / sub).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    for parent in sorted({path.parent for path in created}, key=lambda p: len(p.parts), reverse=True):
+        _fsync_dir(parent)
 
 
 def _host_part(hostname: str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,9 @@ class Runtime:
             minimal_backoff_time=float(config["minimal_backoff_time"]),
             maximal_backoff_time=float(config["maximal_backoff_time"]),
             maximal_queue_lifetime=float(config["maximal_queue_lifetime"]),
+            bounce_queue_lifetime=float(config["bounce_queue_lifetime"]),
+            default_destination_concurrency_limit=int(config["default_destination_concurrency_limit"]),
+            smtp_destination_concurrency_limit=int(config["smtp_destination_concurrency_limit"]),
             quota_permanent=not config["quota_exceeded_temporary"],
         )
         self._configure_outbound(config)
@@ -187,7 +191,7 @@ class Runtime:
         manager.register_transport("retry", errors)
         postmaster = config.expanded("2bounce_notice_recipient")
         if "@" not in postmaster:
-            postmaster = f"{postmaster}@{config.expanded('myorigin')}"
+            postmaster = f"{postmaster}@{config.expanded('mydomain')}"
         manager.set_notifier(Notifier(
             self.spool,
             manager.notify,
@@ -220,7 +224,33 @@ class Runtime:
             raise StartupError(f"auth_listen = {config['auth_listen']}: {exc}") from None
         log.info("auth_listen: listening on %s", config.path("auth_listen"))
 
+    def _login_admission(self, protocol: str) -> tuple[Callable[[str], bool], Callable[[str], None]]:
+        """anvil-style admission for IMAP/POP3: a total session cap and a per-address cap.
+
+        Every admitted session is counted (and released once it ends), so a reload
+        that changes $mynetworks or the limits cannot unbalance the counters.
+        """
+
+        def admit(ip: str) -> bool:
+            config = self.config
+            total = int(config["login_client_limit"])
+            sessions = self.pop3.sessions if protocol == "pop3" else ()
+            if total and len(sessions) > total:
+                return False
+            count = self.anvil.connect(f"{protocol}/{ip}")
+            limit = int(config["login_client_connection_count_limit"])
+            if limit and count > limit and not self.policy.mynetworks_contains(ip):
+                self.anvil.disconnect(f"{protocol}/{ip}")
+                return False
+            return True
+
+        def release(ip: str) -> None:
+            self.anvil.disconnect(f"{protocol}/{ip}")
+
+        return admit, release
+
     def _configure_pop3(self, config: Config) -> None:
+        self.pop3.admit, self.pop3.release = self._login_admission("pop3")
         self.pop3.hostname = config.expanded("myhostname")
         self.pop3.timeout = float(config["pop3_timeout"])
         self.pop3.auth_failure_delay = float(config["smtpd_error_sleep_time"])

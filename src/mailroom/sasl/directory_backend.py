@@ -29,12 +29,21 @@ class DirectoryAuthBackend:
         local_ip: str = "",
         secured: bool = False,
     ) -> AuthOutcome:
-        if not username or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+        if (
+            not username
+            or len(username) > MAX_USERNAME
+            or len(password) > MAX_PASSWORD
+            or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in username)
+        ):
+            # Names with white space or control characters are never ISPmail emails; the
+            # directory would otherwise match " john@example.org" to john after trimming.
             return AuthOutcome(False, reason="authentication failure")
         try:
             ok = await asyncio.to_thread(self.directory.verify_password, username, password)
+            user = self.directory.get_user(username) if ok else None
         except DirectoryUnavailable as exc:
             return AuthOutcome(False, temporary=True, reason=str(exc))
-        if not ok:
+        if not ok or user is None:
             return AuthOutcome(False, reason="authentication failure")
-        return AuthOutcome(True, username=username.lower())
+        # The stored address is the identity from now on (Maildir path, logs, Received).
+        return AuthOutcome(True, username=user.email)

@@ -289,7 +289,7 @@ class ServerConnection:
         command = fields[0]
         if not self.handshake_done:
             if command == "VERSION" and not self._version_seen:
-                if len(fields) < 3 or not fields[1].isdigit() or not fields[2].isdigit():
+                if len(fields) < 3 or not all(f.isascii() and f.isdigit() for f in fields[1:3]):
                     raise RemoteProtocolError("malformed VERSION")
                 if int(fields[1]) != MAJOR_VERSION:
                     raise RemoteProtocolError(f"incompatible protocol version {fields[1][:10]}")
@@ -497,7 +497,7 @@ class ClientConnection:
             if self._handshake_lines > MAX_HANDSHAKE_LINES:
                 raise RemoteProtocolError("endless handshake")
             if command == "VERSION":
-                if len(fields) < 3 or not fields[1].isdigit() or not fields[2].isdigit():
+                if len(fields) < 3 or not all(f.isascii() and f.isdigit() for f in fields[1:3]):
                     raise RemoteProtocolError("malformed VERSION")
                 if int(fields[1]) != MAJOR_VERSION:
                     raise RemoteProtocolError(f"incompatible protocol version {fields[1][:10]}")

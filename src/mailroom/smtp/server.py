@@ -92,6 +92,7 @@ class ServerConnection:
         self.extended = False
         self.authenticated_user = ""
         self.auth_mechanism = ""
+        self._auth_name = ""
         self.error_count = 0
         self._out = bytearray()
         self._lines = LineBuffer(AUTH_LINE_LIMIT)
@@ -146,8 +147,12 @@ class ServerConnection:
                     self._pending = event
                 return event
 
-    def accept(self, *, queue_id: str | None = None) -> None:
-        """Answer the pending event with its usual positive reply."""
+    def accept(self, *, queue_id: str | None = None, username: str | None = None) -> None:
+        """Answer the pending event with its usual positive reply.
+
+        For AuthCredentials, `username` is the backend's canonical name for the user,
+        which the session then carries (logs, Received, sender checks), not what was typed.
+        """
         event = self._pending
         if isinstance(event, Helo):
             self.reply(replies.OK)
@@ -156,6 +161,7 @@ class ServerConnection:
         elif isinstance(event, RcptTo):
             self.reply(replies.RECIPIENT_OK)
         elif isinstance(event, AuthCredentials):
+            self._auth_name = username or ""
             self.reply(replies.AUTH_SUCCESSFUL)
         elif isinstance(event, MessageReceived):
             if not queue_id:
@@ -185,7 +191,8 @@ class ServerConnection:
         elif isinstance(event, RcptTo) and ok:
             self._recipients.append((event.path, event.params))
         elif isinstance(event, AuthCredentials) and ok:
-            self.authenticated_user, self.auth_mechanism = event.username, event.mechanism
+            self.authenticated_user = self._auth_name or event.username
+            self.auth_mechanism = event.mechanism
         elif isinstance(event, MessageReceived):
             self._reset_transaction()  # RFC 5321 §4.1.1.4: either way, the transaction ends
             if ok:

@@ -258,10 +258,13 @@ class PrivatePostfix:
         wait_for(accepting, "Postfix smtpd")
 
     def stop(self) -> None:
+        """`postfix stop`, then wait until `postfix status` says it is gone.
+
+        (Postfix never removes master.pid, so waiting for that file would always time out.)
+        """
         self.postfix("stop")
-        pidfile = self.spool / "pid" / "master.pid"
         with contextlib.suppress(TimeoutError):
-            wait_for(lambda: not pidfile.exists(), "Postfix to stop", 10)
+            wait_for(lambda: self.postfix("status").returncode != 0, "Postfix to stop", 10)
         self.postfix("abort")  # harmless when already gone
 
 

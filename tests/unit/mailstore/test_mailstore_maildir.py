@@ -58,9 +58,14 @@ def test_file_and_new_directory_are_fsynced(tmp_path: Path, monkeypatch: pytest.
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    path = deliver_to_maildir(tmp_path / "Maildir", b"x\n")
-    assert synced[0] == str(tmp_path / "Maildir" / "tmp" / path.name)
-    assert synced[-1] == str(tmp_path / "Maildir" / "new")
+    maildir = tmp_path / "example.org" / "john" / "Maildir"
+    path = deliver_to_maildir(maildir, b"x\n")
+    message = synced.index(str(maildir / "tmp" / path.name))
+    assert synced[-1] == str(maildir / "new")
+    assert message < len(synced) - 1
+    # A first delivery creates the mailbox: each new directory entry is made durable too.
+    for parent in (tmp_path, tmp_path / "example.org", tmp_path / "example.org" / "john", maildir):
+        assert str(parent) in synced[:message], parent
 
 
 def test_host_name_is_escaped() -> None:

@@ -331,3 +331,16 @@ def test_client_refuses_misuse() -> None:
         conn.auth(1, "PLAIN", "smtp")
     with pytest.raises(LocalProtocolError):
         conn.cont(2, b"x")
+
+
+
+@pytest.mark.parametrize("line", ["VERSION\t1\t\u00b2\n", "VERSION\t\u0661\t0\n"])
+def test_non_ascii_digits_in_version_are_a_protocol_error_not_a_crash(line: str) -> None:
+    """'\u00b2'.isdigit() is True but int() refuses it: the handshake must fail cleanly."""
+    from mailroom.sasl.dovecot_codec import ServerConnection
+    from mailroom.wire.errors import RemoteProtocolError
+
+    server = ServerConnection("1", "1", "0" * 32)
+    server.receive_data(line.encode())
+    with pytest.raises(RemoteProtocolError, match="malformed VERSION"):
+        server.next_event()
