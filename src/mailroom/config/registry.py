@@ -149,6 +149,7 @@ _p("imaps_listen", LISTEN, "", "IMAP over implicit TLS (993).", G, origin="mailr
 _p("pop3_listen", LISTEN, "", "POP3 listener (110).", G, origin="mailroom", restart=True)
 _p("login_client_connection_count_limit", INT, "20", "IMAP and POP3: most simultaneous connections from one client address, $mynetworks exempt (0 = no limit).", G, origin="mailroom")
 _p("login_client_limit", INT, "1000", "IMAP and POP3: most simultaneous sessions per protocol (like Dovecot's client_limit); 0 = no limit.", G, origin="mailroom")
+_p("imap_timeout", SECONDS, "30m", "IMAP idle time before autologout (RFC 3501 §5.4: at least 30 minutes).", G, origin="mailroom")
 _p("pop3_timeout", SECONDS, "10m", "POP3 idle time before the session is closed (RFC 1939 §3: at least 10 minutes).", G, origin="mailroom")
 _p("pop3s_listen", LISTEN, "", "POP3 over implicit TLS (995).", G, origin="mailroom", restart=True)
 _p("auth_listen", PATH, "", "Path of a Dovecot-auth-protocol socket for a real Postfix (smtpd_sasl_type = dovecot); empty = off.", G, origin="mailroom", restart=True)

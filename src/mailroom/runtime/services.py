@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailroom.adapters.dovecot_auth import DovecotAuthClient, DovecotAuthServer
+from mailroom.adapters.imap import ImapService, start_imap_listeners
 from mailroom.adapters.listeners import StartupError, bind
 from mailroom.adapters.pop3 import Pop3Service, start_pop3_listeners
 from mailroom.adapters.smtp import ListenerProfile, SmtpSession
@@ -42,8 +43,6 @@ __all__ = ["Runtime", "StartupError", "build_runtime"]
 
 log = get_logger("master")
 
-# Listeners not served yet: configured values are reported, not silently ignored.
-NOT_YET_SERVED = ("imap_listen", "imaps_listen")
 
 
 class Runtime:
@@ -80,6 +79,13 @@ class Runtime:
             hostname=self.hostname,
         )
         self._configure_pop3(config)
+        self.imap = ImapService(
+            mailbox_base=config.path("virtual_mailbox_base"),
+            auth_backend=self.login_auth_backend,
+            tls_context=lambda: self.tls.context,
+            hostname=self.hostname,
+        )
+        self._configure_imap(config)
         self.smtp_sessions: set[SmtpSession] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.profiles: dict[str, ListenerProfile] = {}
@@ -144,9 +150,6 @@ class Runtime:
         self.profiles = self._profiles(self.config)
         await self.queue_manager.start()
         await self._start_auth_server()
-        for name in NOT_YET_SERVED:
-            if self.config.raw(name):
-                log.warning("%s = %s: this listener is not implemented yet and is not started", name, self.config.raw(name))
         for parameter, profile_name in (
             ("smtp_listen", "smtp"),
             ("submission_listen", "submission"),
@@ -167,6 +170,7 @@ class Runtime:
             self.servers += await bind(parameter, addresses, factory, context)
             log.info("%s: listening on %s", parameter, ", ".join(str(a) for a in addresses))
         await self._start_pop3()
+        await self._start_imap()
 
     def _configure_outbound(self, config: Config) -> None:
         """Routing, the smtp/error transports and sender notices; rebuilt on reload."""
@@ -234,7 +238,7 @@ class Runtime:
         def admit(ip: str) -> bool:
             config = self.config
             total = int(config["login_client_limit"])
-            sessions = self.pop3.sessions if protocol == "pop3" else ()
+            sessions: set[Any] = self.pop3.sessions if protocol == "pop3" else self.imap.sessions
             if total and len(sessions) > total:
                 return False
             count = self.anvil.connect(f"{protocol}/{ip}")
@@ -248,6 +252,25 @@ class Runtime:
             self.anvil.disconnect(f"{protocol}/{ip}")
 
         return admit, release
+
+    def _configure_imap(self, config: Config) -> None:
+        self.imap.admit, self.imap.release = self._login_admission("imap")
+        self.imap.hostname = config.expanded("myhostname")
+        self.imap.timeout = float(config["imap_timeout"])
+        self.imap.auth_failure_delay = float(config["smtpd_error_sleep_time"])
+        self.imap.disable_plaintext_auth = bool(config["disable_plaintext_auth"])
+
+    async def _start_imap(self) -> None:
+        imap, imaps = self.config["imap_listen"], self.config["imaps_listen"]
+        if not imap and not imaps:
+            return
+        if imaps and self.tls.context is None:
+            raise StartupError("imaps_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
+        context = self._implicit_tls_context() if imaps else None
+        self.servers += await start_imap_listeners(self.imap, imap, imaps, implicit_tls_context=context)
+        for name, addresses in (("imap_listen", imap), ("imaps_listen", imaps)):
+            if addresses:
+                log.info("%s: listening on %s", name, ", ".join(str(a) for a in addresses))
 
     def _configure_pop3(self, config: Config) -> None:
         self.pop3.admit, self.pop3.release = self._login_admission("pop3")
@@ -305,6 +328,7 @@ class Runtime:
         self.anvil.rate_window = float(config["anvil_rate_time_unit"])
         self.profiles = self._profiles(config)
         self._configure_pop3(config)
+        self._configure_imap(config)
         if self.auth_server is not None:
             self.auth_server.failure_delay = float(config["smtpd_error_sleep_time"])
             self.auth_server.auth_rate_limit = int(config["smtpd_client_auth_rate_limit"])
@@ -329,6 +353,7 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         await self.pop3.stop(timeout)
+        await self.imap.stop(timeout)
         if self.auth_server is not None:
             await self.auth_server.stop()
         for backend in (self.auth_backend, self.login_auth_backend):

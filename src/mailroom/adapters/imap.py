@@ -1,0 +1,317 @@
+"""The asyncio side of an IMAP session: bytes to the core, answers from auth and the store.
+
+One `ImapSession` (an asyncio.Protocol) per connection with one task driving the
+sans-IO `mailroom.imap.server.ServerConnection`, as adapters/pop3.py does for POP3:
+reading pauses while the core works (bounded input), `Credentials` go to the
+AuthBackend, `Execute` runs the core's store work in a worker thread (the Maildir
+blocks), STARTTLS upgrades with loop.start_tls (plaintext pipelined behind it is
+discarded by the core). While a client IDLEs the folder is polled every
+IDLE_POLL seconds, so a delivery shows as EXISTS within a second. The idle timer
+(imap_timeout, 30 minutes by default: RFC 3501 §5.4's minimum) closes silent sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from mailroom.adapters.listeners import StartupError, bind
+from mailroom.adapters.tls import describe
+from mailroom.config.types import ListenAddress
+from mailroom.imap.events import (
+    NEED_DATA,
+    ConnectionClosed,
+    Credentials,
+    Execute,
+    ImapSettings,
+    StartTLS,
+)
+from mailroom.imap.server import ServerConnection
+from mailroom.mailstore.imap_backend import MaildirBackend
+from mailroom.mailstore.maildir import UnsafeAddress
+from mailroom.mailstore.store import StoreError, UidListError
+from mailroom.runtime.log import get_logger
+from mailroom.sasl.backend import AuthBackend
+
+log = get_logger("imap")
+
+TLS_HANDSHAKE_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 1800.0  # RFC 3501 §5.4: an autologout timer of at least 30 minutes
+DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
+IDLE_POLL = 0.5  # seconds between looks at the folder while a client IDLEs
+
+
+@dataclass
+class ImapService:
+    """What IMAP sessions share; the server may replace fields on reload (new sessions see them)."""
+
+    mailbox_base: Path  # virtual_mailbox_base
+    auth_backend: AuthBackend
+    tls_context: Callable[[], ssl.SSLContext | None]
+    hostname: str = "localhost"
+    timeout: float = DEFAULT_TIMEOUT  # imap_timeout
+    auth_failure_delay: float = DEFAULT_AUTH_FAILURE_DELAY
+    disable_plaintext_auth: bool = True
+    greeting: str = "mailroom ready."
+    idle_poll: float = IDLE_POLL
+    sessions: set[ImapSession] = field(default_factory=set)
+    # Connection admission (anvil): returns False to refuse; `release` undoes an admit.
+    admit: Callable[[str], bool] = lambda _ip: True
+    release: Callable[[str], None] = lambda _ip: None
+
+    def settings(self, *, implicit_tls: bool) -> ImapSettings:
+        return ImapSettings(
+            greeting=self.greeting,
+            tls_available=not implicit_tls and self.tls_context() is not None,
+            tls_active=implicit_tls,
+            plaintext_auth_requires_tls=self.disable_plaintext_auth,
+        )
+
+    async def stop(self, timeout: float) -> None:
+        """Say BYE and close every session; wait up to `timeout` for work in progress."""
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.shutdown()
+        tasks = [s.task for s in sessions if s.task is not None and not s.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+
+class ImapSession(asyncio.Protocol):
+    def __init__(self, service: ImapService, *, implicit_tls: bool = False) -> None:
+        self.service = service
+        self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.local_ip = ""
+        self.client_name = "unknown"
+        self.task: asyncio.Task[None] | None = None
+        self._input = asyncio.Event()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._lost = False
+        self._busy = False  # a store operation runs: shutdown waits for it
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        local = transport.get_extra_info("sockname") or ("", 0)
+        self.client_ip = str(peer[0]).removeprefix("::ffff:")
+        self.local_ip = str(local[0]).removeprefix("::ffff:")
+        self.client_name = "localhost" if self.client_ip in ("127.0.0.1", "::1") else "unknown"
+        self.service.sessions.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._input.set()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._input.set()
+        return self.transport is None or self.transport.get_extra_info("ssl_object") is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._input.set()
+        self._can_write.set()
+        self.service.sessions.discard(self)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- the session task ---------------------------------------------------------------
+    @property
+    def who(self) -> str:
+        return f"{self.client_name}[{self.client_ip}]"
+
+    async def _run(self) -> None:
+        log.info("connect from %s", self.who)
+        admitted = self.service.admit(self.client_ip)
+        try:
+            if not admitted:
+                log.warning("%s: connection limit exceeded, refusing the session", self.who)
+                self._write(b"* BYE [UNAVAILABLE] Too many connections from your address; try again later.\r\n")
+                return
+            self._write(self.conn.initiate())
+            await self._loop()
+        except Exception:
+            log.exception("%s: unexpected error in session", self.who)
+            if not self.conn.closed and not self._lost:
+                with contextlib.suppress(Exception):
+                    self._write(b"* BYE Internal error occurred.\r\n")
+        finally:
+            if self.conn.username:
+                log.info("%s(%s): Disconnected: %s", self.who, self.conn.username,
+                         "Logged out" if self.conn.closed else "Connection closed")
+            if admitted:
+                self.service.release(self.client_ip)
+            log.info("disconnect from %s", self.who)
+            if self.transport is not None and not self._lost:
+                self.transport.close()
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        last_input = time.monotonic()
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                self._write(conn.data_to_send())
+                if conn.idling:
+                    remaining = self.service.timeout - (time.monotonic() - last_input)
+                    if remaining <= 0:
+                        log.info("%s: Disconnected for inactivity", self.who)
+                        self._write(conn.timeout())
+                        return
+                    if not await self._wait_input(min(self.service.idle_poll, remaining)):
+                        await self._blocking(conn.idle_poll)
+                        continue
+                elif not await self._wait_input(self.service.timeout):
+                    log.info("%s: Disconnected for inactivity", self.who)
+                    self._write(conn.timeout())
+                    return
+                last_input = time.monotonic()
+                continue
+            if isinstance(event, ConnectionClosed):
+                self._write(conn.data_to_send())
+                if event.reason.startswith("too many"):
+                    log.warning("%s: hangup after %s", self.who, event.reason)
+                return
+            if isinstance(event, StartTLS):
+                self._write(conn.data_to_send())
+                if not await self._start_tls():
+                    return
+                conn.tls_started()
+            elif isinstance(event, Credentials):
+                await self._login(event)
+            elif isinstance(event, Execute):
+                await self._blocking(conn.execute)
+                self._write(conn.data_to_send())
+                await self._can_write.wait()  # bounded memory: one answer in flight
+
+    async def _blocking(self, work: Callable[[], None]) -> None:
+        self._busy = True
+        try:
+            await asyncio.to_thread(work)
+        finally:
+            self._busy = False
+        error, self.conn.last_error = self.conn.last_error, None
+        if error is not None:
+            log.error("%s: user=<%s>: %s: %s", self.who, self.conn.username, type(error).__name__, error)
+
+    async def _wait_input(self, timeout: float) -> bool:
+        if self._lost:
+            self.conn.receive_data(b"")
+            return True
+        self._input.clear()
+        if self.transport is not None:
+            self.transport.resume_reading()
+        await self._can_write.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._input.wait()
+        except TimeoutError:
+            return False
+        if self._lost:
+            self.conn.receive_data(b"")
+        return True
+
+    def _write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self._lost:
+            self.transport.write(data)
+
+    async def _start_tls(self) -> bool:
+        context = self.service.tls_context()
+        if context is None or self.transport is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(
+                self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            log.warning("TLS handshake failed from %s: %s", self.who, reason)
+            self._lost = True
+            return False
+        if transport is None:
+            return False
+        self.transport = transport
+        log.info("TLS connection established from %s: %s", self.who,
+                 describe(transport.get_extra_info("ssl_object"))[0])
+        return True
+
+    async def _login(self, event: Credentials) -> None:
+        service = self.service
+        outcome = await service.auth_backend.authenticate(
+            event.username, event.password, service="imap", remote_ip=self.client_ip,
+            local_ip=self.local_ip, secured=self.conn.tls_active,
+        )
+        if not outcome.ok:
+            log.warning("%s: SASL %s authentication failed: %s", self.who, event.mechanism,
+                        outcome.reason or "authentication failure")
+            await asyncio.sleep(service.auth_failure_delay)
+            self.conn.reject_login(temporary=outcome.temporary)
+            return
+        user = outcome.username or event.username
+        try:
+            backend = await asyncio.to_thread(MaildirBackend.for_user, service.mailbox_base, user,
+                                              hostname=service.hostname)
+        except (StoreError, UidListError, UnsafeAddress, OSError) as exc:
+            log.error("%s: user=<%s>: cannot open the mailbox: %s", self.who, user, exc)
+            self.conn.login_unavailable()
+            return
+        self.conn.accept_login(backend)
+        log.info("Login: user=<%s>, method=%s, rip=%s, lip=%s%s", user, event.mechanism,
+                 self.client_ip, self.local_ip, ", TLS" if self.conn.tls_active else "")
+
+    def shutdown(self) -> None:
+        """Server stopping: BYE and close (a running store operation finishes first)."""
+        if self.transport is not None and not self._lost and not self._busy:
+            with contextlib.suppress(Exception):
+                self.transport.write(self.conn.shutdown())
+            self.transport.close()
+            if self.task is not None:
+                self.task.cancel()
+
+
+async def start_imap_listeners(
+    service: ImapService,
+    imap_listen: list[ListenAddress],
+    imaps_listen: list[ListenAddress],
+    *,
+    implicit_tls_context: ssl.SSLContext | None = None,
+) -> list[asyncio.AbstractServer]:
+    """Bind imap_listen (STARTTLS offered when TLS is configured) and imaps_listen (implicit TLS)."""
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        if imap_listen:
+            servers += await bind("imap_listen", imap_listen, lambda: ImapSession(service))
+            log.info("imap_listen: listening on %s", ", ".join(str(a) for a in imap_listen))
+        if imaps_listen:
+            context = implicit_tls_context or service.tls_context()
+            if context is None:
+                raise StartupError("imaps_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
+            servers += await bind("imaps_listen", imaps_listen,
+                                  lambda: ImapSession(service, implicit_tls=True), context)
+            log.info("imaps_listen: listening on %s", ", ".join(str(a) for a in imaps_listen))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return servers

@@ -1,0 +1,73 @@
+"""What the IMAP core needs of a user's mail store, grouped by state (as go-imap v2).
+
+The core calls these synchronously; the adapter runs the core's `execute()` in a
+worker thread, so an implementation may block on the file system. The Maildir
+implementation is mailroom.mailstore.imap_backend; tests use an in-memory one.
+Errors a client can cause raise `MailboxError` (answered NO, with an optional
+response code such as NONEXISTENT or ALREADYEXISTS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+SPECIAL_USE = {"Drafts": "\\Drafts", "Junk": "\\Junk", "Sent": "\\Sent", "Trash": "\\Trash"}
+SEPARATOR = "."
+
+
+class MailboxError(Exception):
+    def __init__(self, text: str, code: str = "") -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code  # e.g. "NONEXISTENT", "ALREADYEXISTS", "CANNOT"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    uid: int
+    size: int  # RFC822.SIZE (CRLF octets)
+    flags: frozenset[str]  # system flags and keywords
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    messages: int
+    recent: int
+    uidnext: int
+    uidvalidity: int
+    unseen: int
+
+
+class Mailbox(Protocol):
+    """A selected mailbox; `sync()` is its view of the disk now."""
+
+    name: str
+
+    @property
+    def uidvalidity(self) -> int: ...
+    @property
+    def uidnext(self) -> int: ...
+    def sync(self) -> list[MessageMeta]: ...
+    def read(self, uid: int) -> bytes | None: ...  # CRLF line ends; None = expunged
+    def internal_date(self, uid: int) -> float: ...
+    def store(self, uids: Iterable[int], add: frozenset[str], remove: frozenset[str]) -> list[MessageMeta]: ...
+    def expunge(self, uids: Iterable[int]) -> list[int]: ...
+    def copy(self, uids: Iterable[int], target: str) -> tuple[int, list[int], list[int]]: ...
+    # -> (target UIDVALIDITY, source UIDs copied, their new UIDs)
+
+
+class Backend(Protocol):
+    """One logged-in user's mailboxes (IMAP names, "." hierarchy, INBOX)."""
+
+    def list_mailboxes(self) -> list[str]: ...
+    def subscriptions(self) -> list[str]: ...
+    def set_subscribed(self, name: str, subscribed: bool) -> None: ...
+    def create(self, name: str) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def rename(self, old: str, new: str) -> None: ...
+    def open(self, name: str) -> Mailbox: ...
+    def status(self, name: str) -> Status: ...
+    def append(self, name: str, data: bytes, flags: frozenset[str], date: float | None) -> tuple[int, int]: ...
+    # -> (UIDVALIDITY, UID)

@@ -1,0 +1,221 @@
+"""A message's MIME tree on bytes, for FETCH: sections, ENVELOPE, BODYSTRUCTURE.
+
+Messages are handed over with CRLF line ends. The tree keeps exact byte ranges, so
+`BODY[1.2]` is the octets the client would count; header fields are decoded with
+Python's email package (compat32, no re-encoding).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+
+from mailroom.imap.responses import plist, string
+
+MAX_PARTS = 500  # parts of one message we look into
+MAX_NESTING = 20
+
+
+def to_crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def split_header(data: bytes) -> tuple[bytes, bytes]:
+    """Header (with its blank line) and body."""
+    if data.startswith(b"\r\n"):
+        return b"\r\n", data[2:]
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data, b""
+    return data[: end + 4], data[end + 4 :]
+
+
+@dataclass
+class Part:
+    header: bytes
+    body: bytes
+    headers: Message
+    children: list[Part] = field(default_factory=list)  # multipart parts
+    message: Part | None = None  # message/rfc822 content
+
+    @property
+    def ctype(self) -> tuple[str, str]:
+        value = self.headers.get_content_type()
+        main, _, sub = value.partition("/")
+        return main.upper(), sub.upper()
+
+
+_parser = BytesHeaderParser()
+
+
+def parse(data: bytes, *, default: str = "text/plain", depth: int = 0, budget: list[int] | None = None) -> Part:
+    budget = budget if budget is not None else [MAX_PARTS]
+    budget[0] -= 1
+    header, body = split_header(data)
+    headers = _parser.parsebytes(header)
+    if "content-type" not in headers:
+        headers.set_default_type(default)
+        if default == "message/rfc822":
+            headers.set_default_type("message/rfc822")
+    part = Part(header, body, headers)
+    main, sub = part.ctype if "content-type" in headers else tuple(default.upper().split("/", 1))
+    if depth >= MAX_NESTING or budget[0] <= 0:
+        return part
+    if main == "MULTIPART":
+        boundary = headers.get_param("boundary")
+        if isinstance(boundary, str) and boundary:
+            child_default = "message/rfc822" if sub == "DIGEST" else "text/plain"
+            for chunk in _split_multipart(body, boundary.encode("utf-8", "replace")):
+                part.children.append(parse(chunk, default=child_default, depth=depth + 1, budget=budget))
+    elif (main, sub) == ("MESSAGE", "RFC822"):
+        part.message = parse(body, depth=depth + 1, budget=budget)
+    return part
+
+
+def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
+    pattern = re.compile(rb"(?:^|\r\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r\n|$)")
+    chunks: list[bytes] = []
+    start: int | None = None
+    for match in pattern.finditer(body):
+        if start is not None:
+            chunks.append(body[start : match.start()])
+        if match.group(1):
+            break
+        start = match.end()
+        if len(chunks) >= MAX_PARTS:
+            break
+    return chunks
+
+
+def _ctype_of(part: Part) -> tuple[str, str]:
+    if "content-type" in part.headers:
+        return part.ctype
+    main, _, sub = part.headers.get_default_type().partition("/")
+    return main.upper(), sub.upper()
+
+
+def find(part: Part, numbers: list[int]) -> Part | None:
+    """The part named by "1.2.3" (RFC 3501 §6.4.5)."""
+    for n in numbers:
+        if part.message is not None and not part.children:
+            part = part.message
+        if part.children:
+            if not 0 < n <= len(part.children):
+                return None
+            part = part.children[n - 1]
+        elif n != 1:
+            return None
+    return part
+
+
+# ------------------------------------------------------------------ ENVELOPE
+def _header(headers: Message, name: str) -> bytes | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    return re.sub(r"\r?\n", "", str(value)).encode("utf-8", "surrogateescape")
+
+
+def _addresses(headers: Message, name: str) -> bytes:
+    values = headers.get_all(name)
+    if not values:
+        return b"NIL"
+    out: list[bytes] = []
+    for display, addr in getaddresses([re.sub(r"\r?\n", "", str(v)) for v in values]):
+        if not addr and not display:
+            continue
+        local, at, domain = addr.rpartition("@")
+        if not at:
+            local, domain = addr, ""
+        out.append(plist([string(display.encode("utf-8", "surrogateescape") or None), b"NIL",
+                          string(local or None), string(domain or None)]))
+    return plist(out) if out else b"NIL"
+
+
+def envelope(headers: Message) -> bytes:
+    sender = "sender" if headers.get("sender") else "from"
+    reply_to = "reply-to" if headers.get("reply-to") else "from"
+    return plist([
+        string(_header(headers, "date")),
+        string(_header(headers, "subject")),
+        _addresses(headers, "from"),
+        _addresses(headers, sender),
+        _addresses(headers, reply_to),
+        _addresses(headers, "to"),
+        _addresses(headers, "cc"),
+        _addresses(headers, "bcc"),
+        string(_header(headers, "in-reply-to")),
+        string(_header(headers, "message-id")),
+    ])
+
+
+# ------------------------------------------------------------- BODYSTRUCTURE
+def _params(headers: Message, name: str = "content-type") -> bytes:
+    params = headers.get_params(header=name)
+    if not params or len(params) < 2:
+        return b"NIL"
+    items: list[bytes] = []
+    for key, value in params[1:]:
+        text = value if isinstance(value, str) else str(value[2] if isinstance(value, tuple) else value)
+        items += [string(key.upper()), string(text.encode("utf-8", "surrogateescape"))]
+    return plist(items)
+
+
+def _disposition(headers: Message) -> bytes:
+    value = headers.get("content-disposition")
+    if value is None:
+        return b"NIL"
+    kind = str(value).split(";", 1)[0].strip().upper()
+    return plist([string(kind or None), _params(headers, "content-disposition")])
+
+
+def bodystructure(part: Part, *, extended: bool = True) -> bytes:
+    main, sub = _ctype_of(part)
+    headers = part.headers
+    if part.children:
+        items = b"".join(bodystructure(child, extended=extended) for child in part.children)
+        out = [items, string(sub)]
+        if extended:
+            out += [_params(headers), _disposition(headers), string(_header(headers, "content-language")), b"NIL"]
+        return b"(" + b" ".join(out) + b")"
+    if main == "MULTIPART":  # no parts found: describe it as an empty text part
+        main, sub = "TEXT", "PLAIN"
+    params = _params(headers)
+    if params == b"NIL" and main == "TEXT":
+        params = plist([string("CHARSET"), string("us-ascii")])
+    encoding = (_header(headers, "content-transfer-encoding") or b"7bit").strip().upper()
+    fields = [string(main), string(sub), params, string(_header(headers, "content-id")),
+              string(_header(headers, "content-description")), string(encoding),
+              str(len(part.body)).encode()]
+    lines = str(part.body.count(b"\n") + (1 if part.body and not part.body.endswith(b"\n") else 0)).encode()
+    if part.message is not None:
+        fields += [envelope(part.message.headers), bodystructure(part.message, extended=extended), lines]
+    elif main == "TEXT":
+        fields.append(lines)
+    if extended:
+        fields += [string(_header(headers, "content-md5")), _disposition(headers),
+                   string(_header(headers, "content-language")), b"NIL"]
+    return b"(" + b" ".join(fields) + b")"
+
+
+# ------------------------------------------------------------------- sections
+def header_fields(header: bytes, names: list[str], *, exclude: bool) -> bytes:
+    """HEADER.FIELDS / HEADER.FIELDS.NOT: the matching fields, then the blank line."""
+    wanted = {n.lower() for n in names}
+    out = bytearray()
+    keep = False
+    for line in header.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                out += line + b"\r\n"
+            continue
+        name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+        keep = (name in wanted) != exclude
+        if keep:
+            out += line + b"\r\n"
+    return bytes(out) + b"\r\n"

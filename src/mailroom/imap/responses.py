@@ -1,0 +1,43 @@
+"""Response encoding (RFC 3501 §7): strings as quoted or literal, NIL, lists, dates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MAX_QUOTED = 1024
+
+
+def string(value: bytes | str | None) -> bytes:
+    """nstring: NIL, a quoted string when safe, else a literal."""
+    if value is None:
+        return b"NIL"
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if len(data) <= MAX_QUOTED and all(0x20 <= c < 0x7F for c in data):
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(data) + data
+
+
+def astring(value: str) -> bytes:
+    """Mailbox names: an atom would do, a quoted string always does."""
+    return string(value)
+
+
+def plist(items: Iterable[bytes]) -> bytes:
+    return b"(" + b" ".join(items) + b")"
+
+
+def flag_list(flags: Iterable[str]) -> bytes:
+    return plist(f.encode("utf-8") for f in sorted(flags))
+
+
+def internal_date(stamp: float) -> bytes:
+    """date-time: "17-Jul-1996 02:44:25 -0700" in local time, as Dovecot shows it."""
+    t = time.localtime(stamp)
+    offset = t.tm_gmtoff or 0
+    sign = "+" if offset >= 0 else "-"
+    hh, mm = divmod(abs(offset) // 60, 60)
+    text = (f'"{t.tm_mday:2d}-{MONTHS[t.tm_mon - 1]}-{t.tm_year:04d} '
+            f'{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{hh:02d}{mm:02d}"')
+    return text.encode("ascii")

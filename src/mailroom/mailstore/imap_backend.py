@@ -1,0 +1,184 @@
+"""The IMAP core's Backend (mailroom.imap.backend) on a user's Maildir++ tree.
+
+Blocking: the IMAP adapter calls it from a worker thread. Store failures become
+`MailboxError` with the response codes of RFC 5530 (NONEXISTENT, ALREADYEXISTS...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mailroom.imap.backend import SPECIAL_USE, MailboxError, MessageMeta, Status
+from mailroom.imap.mime import to_crlf
+from mailroom.mailstore import folders
+from mailroom.mailstore.store import (
+    INBOX,
+    Folder,
+    MaildirStore,
+    MessageInfo,
+    StoreError,
+    UidListError,
+)
+
+AUTO_FOLDERS = tuple(sorted(SPECIAL_USE))  # created and subscribed on first login
+
+
+def _meta(info: MessageInfo) -> MessageMeta:
+    return MessageMeta(info.uid, info.vsize, info.flags | info.keywords)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except MailboxError:
+        raise
+    except FileNotFoundError as exc:
+        raise MailboxError(f"Mailbox doesn't exist: {exc.args[0] if exc.args else ''}", "NONEXISTENT") from None
+    except FileExistsError:
+        raise MailboxError("Mailbox already exists", "ALREADYEXISTS") from None
+    except StoreError as exc:
+        text = str(exc)
+        if text.startswith("no such folder"):
+            raise MailboxError(f"Mailbox doesn't exist: {text.partition(': ')[2]}", "NONEXISTENT") from None
+        if text.startswith("invalid folder name"):
+            raise MailboxError("Invalid mailbox name.", "CANNOT") from None
+        raise
+
+
+class MaildirMailbox:
+    def __init__(self, backend: MaildirBackend, folder: Folder) -> None:
+        self.backend = backend
+        self.folder = folder
+        self.name = folder.name
+
+    @property
+    def uidvalidity(self) -> int:
+        return self.folder.uidvalidity
+
+    @property
+    def uidnext(self) -> int:
+        return self.folder.next_uid
+
+    def sync(self) -> list[MessageMeta]:
+        return [_meta(m) for m in self.folder.sync()]
+
+    def read(self, uid: int) -> bytes | None:
+        data = self.folder.read(uid)
+        return None if data is None else to_crlf(data)
+
+    def internal_date(self, uid: int) -> float:
+        return self.folder.internal_date(uid) or 0.0
+
+    def store(self, uids: Iterable[int], add: frozenset[str], remove: frozenset[str]) -> list[MessageMeta]:
+        def system(flags: frozenset[str]) -> set[str]:
+            return {f for f in flags if f.startswith("\\")}
+
+        def keywords(flags: frozenset[str]) -> set[str]:
+            return {f for f in flags if not f.startswith("\\")}
+
+        updated = self.folder.store_flags(list(uids), add=system(add), remove=system(remove),
+                                          add_keywords=keywords(add), remove_keywords=keywords(remove))
+        return [_meta(m) for m in updated]
+
+    def expunge(self, uids: Iterable[int]) -> list[int]:
+        return self.folder.expunge(list(uids))
+
+    def copy(self, uids: Iterable[int], target: str) -> tuple[int, list[int], list[int]]:
+        with _errors():
+            dest = self.backend.store.folder(target)
+        sources: list[int] = []
+        targets: list[int] = []
+        for uid in uids:
+            info = self.folder.get(uid)
+            data = self.folder.read(uid)
+            if info is None or data is None:
+                continue
+            new = dest.append(data, flags=info.flags, keywords=info.keywords,
+                              internal_date=self.folder.internal_date(uid))
+            sources.append(uid)
+            targets.append(new.uid)
+        return dest.uidvalidity, sources, targets
+
+
+class MaildirBackend:
+    def __init__(self, store: MaildirStore) -> None:
+        self.store = store
+
+    @classmethod
+    def for_user(cls, base: Path, address: str, *, hostname: str | None = None,
+                 clock: Callable[[], float] | None = None) -> MaildirBackend:
+        """Open (and on first login, prepare) a user's store: INBOX, Sent, Drafts, Junk, Trash."""
+        store = (MaildirStore.for_user(base, address, hostname=hostname) if clock is None
+                 else MaildirStore.for_user(base, address, hostname=hostname, clock=clock))
+        store.folder()  # INBOX
+        existing = set(store.list_folders())
+        created = [name for name in AUTO_FOLDERS if name not in existing]
+        for name in created:
+            store.folder(name, create=True)
+        if created:
+            subscribed = folders.read_subscriptions(store)
+            wanted = [n for n in (INBOX, *created) if n not in subscribed]
+            if wanted:
+                folders.write_subscriptions(store, [*subscribed, *wanted])
+        return cls(store)
+
+    def list_mailboxes(self) -> list[str]:
+        return self.store.list_folders()
+
+    def subscriptions(self) -> list[str]:
+        return folders.read_subscriptions(self.store)
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        with _errors():
+            folders.set_subscribed(self.store, name, subscribed)
+
+    def create(self, name: str) -> None:
+        with _errors():
+            if folders.exists(self.store, name):
+                raise FileExistsError(name)
+            self.store.folder(name, create=True)
+
+    def delete(self, name: str) -> None:
+        with _errors():
+            if name.upper() == INBOX:
+                raise MailboxError("INBOX can't be deleted.", "CANNOT")
+            if not folders.exists(self.store, name):
+                raise FileNotFoundError(name)
+            if folders.children(self.store, name):
+                raise MailboxError("Mailbox has children, delete them first", "INUSE")
+            folders.delete_folder(self.store, name)
+
+    def rename(self, old: str, new: str) -> None:
+        with _errors():
+            if old.upper() == INBOX or new.upper() == INBOX:
+                raise MailboxError("Renaming INBOX isn't supported.", "CANNOT")
+            folders.rename_folder(self.store, old, new)
+
+    def open(self, name: str) -> MaildirMailbox:
+        with _errors():
+            return MaildirMailbox(self, self.store.folder(name))
+
+    def status(self, name: str) -> Status:
+        with _errors():
+            folder = self.store.folder(name)
+            try:
+                messages = folder.sync(move_new=False)
+            except UidListError as exc:
+                raise StoreError(str(exc)) from None
+        return Status(len(messages), sum(m.subdir == "new" for m in messages), folder.next_uid,
+                      folder.uidvalidity, sum("\\Seen" not in m.flags for m in messages))
+
+    def append(self, name: str, data: bytes, flags: frozenset[str], date: float | None) -> tuple[int, int]:
+        with _errors():
+            try:
+                folder = self.store.folder(name)
+            except StoreError as exc:
+                if str(exc).startswith("no such folder"):
+                    raise MailboxError(f"Mailbox doesn't exist: {name}", "TRYCREATE") from None
+                raise
+            info = folder.append(data, flags={f for f in flags if f.startswith("\\")},
+                                 keywords=[f for f in flags if not f.startswith("\\")], internal_date=date)
+            return folder.uidvalidity, info.uid

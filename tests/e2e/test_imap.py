@@ -1,0 +1,174 @@
+"""IMAP end to end: Python's imaplib against the asyncio adapter on 127.0.0.1, TLS with trustme."""
+
+from __future__ import annotations
+
+import imaplib
+import socket
+import ssl
+import time
+
+import pytest
+
+from tests.e2e.imap_fixture import HOST, JOHN, PASSWORD, TIMEOUT, ImapFixture, imap_server  # noqa: F401
+
+MESSAGE_1 = (b"From: Alice <alice@example.com>\r\nTo: john@example.org\r\nSubject: first\r\n"
+             b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nhello world\r\n")
+MESSAGE_2 = (b"From: bob@example.net\r\nSubject: second\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=XX\r\n\r\npreamble\r\n--XX\r\n"
+             b"Content-Type: text/plain\r\n\r\npart one\r\n--XX\r\nContent-Type: text/html\r\n\r\n"
+             b"<b>two</b>\r\n--XX--\r\n")
+
+
+def test_starttls_then_login_select_fetch(imap: ImapFixture) -> None:
+    imap.deliver(MESSAGE_1)
+    client = imap.plain()
+    assert "LOGINDISABLED" in client.capabilities and "STARTTLS" in client.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        client.login(JOHN, PASSWORD)
+    client.starttls(imap.client_context)
+    assert "AUTH=PLAIN" in client.capabilities and "LOGINDISABLED" not in client.capabilities
+    typ, _ = client.login(JOHN, PASSWORD)
+    assert typ == "OK"
+    typ, data = client.select("INBOX")
+    assert typ == "OK" and data == [b"1"]
+    typ, data = client.fetch("1", "(UID FLAGS RFC822.SIZE BODY.PEEK[])")
+    assert typ == "OK"
+    assert data[0][1] == MESSAGE_1
+    assert b"RFC822.SIZE %d" % len(MESSAGE_1) in data[0][0]
+    typ, data = client.fetch("1", "(BODY[HEADER.FIELDS (SUBJECT)])")
+    assert data[0][1] == b"Subject: first\r\n\r\n"
+    typ, data = client.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in data[0]
+    client.logout()
+    assert imap.auth.calls == [(JOHN, "imap", True)]
+
+
+def test_special_folders_list_and_namespace(imap: ImapFixture) -> None:
+    client = imap.login()
+    typ, data = client.list()
+    assert typ == "OK"
+    text = b"\n".join(d for d in data if isinstance(d, bytes))
+    for name, attr in ((b"Sent", b"\\Sent"), (b"Drafts", b"\\Drafts"), (b"Junk", b"\\Junk"), (b"Trash", b"\\Trash")):
+        assert attr in text and name in text
+    assert b'"INBOX"' in text
+    typ, data = client.lsub()
+    assert any(b"Sent" in d for d in data if isinstance(d, bytes))
+    typ, data = client.namespace()
+    assert data == [b'(("" ".")) NIL NIL']
+    client.logout()
+
+
+def test_authenticate_plain_and_wrong_password(imap: ImapFixture) -> None:
+    client = imap.secure()
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login(JOHN, "wrong")
+    typ, _ = client.authenticate("PLAIN", lambda _: f"\0{JOHN}\0{PASSWORD}".encode())
+    assert typ == "OK"
+    client.logout()
+
+
+def test_append_copy_move_store_search_expunge(imap: ImapFixture) -> None:
+    client = imap.login()
+    typ, data = client.append("INBOX", "(\\Flagged)", imaplib.Time2Internaldate(1700000000), MESSAGE_2)
+    assert typ == "OK" and b"APPENDUID" in data[0]
+    imap.deliver(MESSAGE_1)
+    client.select("INBOX")
+    assert client.search(None, "FLAGGED")[1] == [b"1"]
+    assert client.search(None, "FROM", "alice")[1] == [b"2"]
+    assert client.search(None, "OR", "SUBJECT", "first", "SUBJECT", "second")[1] == [b"1 2"]
+    assert client.search(None, "NOT", "SEEN", "LARGER", "10")[1] == [b"1 2"]
+    assert client.uid("SEARCH", "UID", "2")[1] == [b"2"]
+    typ, data = client.fetch("1", "(INTERNALDATE BODYSTRUCTURE ENVELOPE BODY.PEEK[2])")
+    assert typ == "OK"
+    head = data[0] if isinstance(data[0], bytes) else data[0][0]
+    assert b'("TEXT" "HTML"' in head and b"MIXED" in head and b'"second"' in head
+    assert b'BODY[2] "<b>two</b>"' in head
+    typ, data = client.copy("1", "Trash")
+    assert typ == "OK" and b"COPYUID" in data[0]
+    typ, data = client.uid("MOVE", "2", "Sent")
+    assert typ == "OK"
+    typ, data = client.status("Sent", "(MESSAGES UIDNEXT)")
+    assert b"MESSAGES 1" in data[0]
+    client.store("1", "+FLAGS", "\\Deleted")
+    typ, data = client.expunge()
+    assert data == [b"2", b"1"]  # imaplib keeps MOVE's untagged EXPUNGE too
+    typ, data = client.select("INBOX")
+    assert data == [b"0"]
+    client.create("Lists.mailroom")
+    assert client.rename("Lists.mailroom", "Lists.python")[0] == "OK"
+    typ, data = client.list('""', "Lists*")
+    assert len(data) == 1 and b"Lists.python" in data[0]
+    assert client.delete("Lists.python")[0] == "OK"
+    assert client.delete("Lists.python")[0] == "NO"
+    client.logout()
+
+
+def test_idle_sees_delivery_within_a_second(imap: ImapFixture) -> None:
+    client = imap.login()
+    client.select("INBOX")
+    sock = client.socket()
+    tag = b"I1"
+    sock.sendall(tag + b" IDLE\r\n")
+    reader = client.file  # imaplib's buffered reader
+    assert reader.readline().startswith(b"+ ")
+    start = time.monotonic()
+    imap.deliver(MESSAGE_1)
+    line = reader.readline()
+    assert line == b"* 1 EXISTS\r\n"
+    # By design the delay is at most one idle_poll (0.5 s); the bound is loose so a
+    # loaded CI machine does not fail the test (speed itself is measured in make bench).
+    assert time.monotonic() - start < 2.5
+    sock.sendall(b"DONE\r\n")
+    while not (line := reader.readline()).startswith(tag):
+        pass
+    assert line.startswith(b"I1 OK")
+    client.logout()
+
+
+def test_starttls_injection_is_discarded(imap: ImapFixture) -> None:
+    with socket.create_connection((HOST, imap.port), timeout=TIMEOUT) as raw:
+        reader = raw.makefile("rb")
+        assert reader.readline().startswith(b"* OK")
+        raw.sendall(b"a STARTTLS\r\nb LOGIN john@example.org summersun\r\n")
+        assert reader.readline() == b"a OK Begin TLS negotiation now.\r\n"
+        tls = imap.client_context.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"c NOOP\r\n")
+        tls_reader = tls.makefile("rb")
+        assert tls_reader.readline() == b"c OK NOOP completed.\r\n"
+        tls.close()
+
+
+def test_imaps_rejects_plain_tls_mismatch(imap: ImapFixture) -> None:
+    ctx = ssl.create_default_context()  # does not trust the test CA
+    with pytest.raises(ssl.SSLError):
+        imaplib.IMAP4_SSL(HOST, imap.tls_port, ssl_context=ctx, timeout=TIMEOUT)
+
+
+def test_other_sessions_changes_are_reported(imap: ImapFixture) -> None:
+    imap.deliver(MESSAGE_1)
+    imap.deliver(MESSAGE_2)
+    one, two = imap.login(), imap.login()
+    one.select("INBOX")
+    two.select("INBOX")
+    two.store("1", "+FLAGS", "\\Deleted")
+    two.expunge()
+    imap.deliver(MESSAGE_1)
+    typ, _ = one.noop()
+    assert one.untagged_responses.get("EXPUNGE") == [b"1"]
+    assert one.untagged_responses.get("EXISTS", [])[-1] == b"2"
+    one.logout()
+    two.logout()
+
+
+def test_maildir_layout_and_subscriptions(imap: ImapFixture) -> None:
+    client = imap.login()
+    assert client.create("Projects")[0] == "OK"
+    assert client.create("Projects")[0] == "NO"
+    assert client.subscribe("Projects")[0] == "OK"
+    client.logout()
+    assert (imap.maildir / ".Projects" / "cur").is_dir()
+    assert (imap.maildir / ".Projects" / "maildirfolder").exists()
+    for name in ("Sent", "Drafts", "Junk", "Trash"):
+        assert (imap.maildir / f".{name}" / "cur").is_dir()
+    names = (imap.maildir / "subscriptions").read_text().split()
+    assert names[0] == "INBOX" and "Projects" in names and "Sent" in names
