@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailroom import __version__
-from mailroom.cli import admin, check, init, postconf, queue, serve
+from mailroom.cli import admin, check, directory, init, postconf, queue, serve
 from mailroom.cli.errors import CommandError
 from mailroom.config.maincf import ConfigError
 from mailroom.config.settings import Config
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     postconf.add_parser(sub)
     check.add_parser(sub)
     admin.add_parsers(sub)
+    directory.add_parsers(sub)
     serve.add_parsers(sub)
     queue.add_parsers(sub)
     return parser

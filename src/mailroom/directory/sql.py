@@ -2,10 +2,11 @@
 
 Tables, columns and constraints are exactly ISPmail's (virtual_domains, virtual_users,
 virtual_aliases), so a database made for Postfix + Dovecot by the ISPmail guide works
-here unchanged and vice versa. SQLite is the default; PostgreSQL and MariaDB come
-through the same code. SQLite runs in WAL mode with a busy timeout and takes the write
-lock at the start of every write transaction (BEGIN IMMEDIATE), so several processes
-may read and write the same file at once without "database is locked".
+here unchanged and vice versa, including its {SHA512-CRYPT}/{BLF-CRYPT} hashes and a
+virtual_users without the later `quota` column (read as 0 = unlimited until `mailroom
+directory migrate` adds it). SQLite is the default; PostgreSQL and MariaDB come through
+the same code (engine.py: drivers, pooling, fast failure). The schema is created and
+upgraded by the Alembic revisions in migrations/, never by hand.
 
 Alias expansion follows Postfix's virtual_alias_maps as ISPmail sets it up: an explicit
 alias row wins, then a mailbox of that name, then the `@domain` catch-all.
@@ -22,25 +23,25 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Engine,
+    ColumnElement,
     ForeignKey,
     Integer,
     String,
-    create_engine,
     delete,
-    event,
     func,
+    insert,
     inspect,
+    literal,
     select,
     text,
+    update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.pool import StaticPool
 
 from mailroom.directory import passwords
 from mailroom.directory.base import Alias, AliasLoop, DirectoryError, DirectoryUnavailable, User
+from mailroom.directory.engine import WRITE, make_engine, one_line
 
 __all__ = ["Base", "SqlDirectory", "VirtualAlias", "VirtualDomain", "VirtualUser", "open_directory"]
 
@@ -48,12 +49,8 @@ __all__ = ["Base", "SqlDirectory", "VirtualAlias", "VirtualDomain", "VirtualUser
 EXPANSION_LIMIT = 1000
 # Postfix's virtual_alias_recursion_limit: deepest alias-of-alias nesting.
 RECURSION_LIMIT = 100
-# How long an SQLite writer waits for another process's write lock before giving up.
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 # ISPmail's column width for virtual_users.password.
 PASSWORD_HASH_MAX = 150
-# Longest driver message carried into a DirectoryUnavailable line.
-ERROR_TEXT_MAX = 200
 # ISPmail's column widths; RFC 5321 section 4.5.3.1.1 caps a local part at 64 octets.
 DOMAIN_MAX = 50
 ADDRESS_MAX = 100
@@ -62,9 +59,7 @@ LOCAL_PART_MAX = 64
 LABEL_MAX = 63
 _LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _FORBIDDEN_LOCAL = frozenset(' <>,;@"\\\x7f') | {chr(c) for c in range(32)}
-_SUPPORTED_BACKENDS = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
 _TABLES = ("virtual_domains", "virtual_users", "virtual_aliases")
-_WRITE = "mailroom_write"  # execution option: this transaction will write
 
 
 class Base(DeclarativeBase):
@@ -85,9 +80,9 @@ class VirtualUser(Base):
     )
     email: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
     password: Mapped[str] = mapped_column(String(150), nullable=False)
-    quota: Mapped[int] = mapped_column(
-        BigInteger, nullable=False, default=0, server_default=text("0")
-    )
+    # Server-side default only: an insert that leaves it out must work on a database
+    # from before the column existed (see SqlDirectory.has_quota).
+    quota: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
 
     def __repr__(self) -> str:  # the hash stays out of logs and tracebacks
         return f"VirtualUser(email={self.email!r}, quota={self.quota!r})"
@@ -114,28 +109,35 @@ def _dummy_hash() -> str:
     return passwords.hash_password("mailroom-no-such-user")
 
 
-def _one_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return (lines[0] if lines else type(orig).__name__)[:ERROR_TEXT_MAX]
-
-
 class SqlDirectory:
     """Directory over the ISPmail tables; safe to share between threads."""
 
     def __init__(self, url: str, *, create: bool = False) -> None:
-        self._engine = _make_engine(url, create)
-        self._write_engine = self._engine.execution_options(**{_WRITE: True})
+        self._engine = make_engine(url, create)
+        self._write_engine = self._engine.execution_options(**{WRITE: True})
         try:
             if create:
-                Base.metadata.create_all(self._engine)
-            missing = [t for t in _TABLES if not inspect(self._engine).has_table(t)]
+                from mailroom.directory import migrations  # Alembic: only when creating
+
+                migrations.upgrade(self._engine)
+            insp = inspect(self._engine)
+            missing = [t for t in _TABLES if not insp.has_table(t)]
+            has_quota = not missing and any(
+                c["name"] == "quota" for c in insp.get_columns("virtual_users")
+            )
         except SQLAlchemyError as exc:
             self._engine.dispose()
-            raise DirectoryUnavailable(f"cannot open directory: {_one_line(exc)}") from None
+            raise DirectoryUnavailable(f"cannot open directory: {one_line(exc)}") from None
         if missing:
             self._engine.dispose()
-            raise DirectoryUnavailable(f"directory database lacks table {missing[0]}")
+            raise DirectoryUnavailable(
+                f"directory database lacks table {missing[0]} (mailroom directory migrate creates it)"
+            )
+        # An ISPmail database from before the quota column: every user is unlimited.
+        self.has_quota = has_quota
+        self._quota: ColumnElement[int] = (
+            VirtualUser.quota if has_quota else literal(0, BigInteger)
+        ).label("quota")
 
     def change_token(self) -> object:
         """Something that changes when another process commits (SQLite: file stamps), else None.
@@ -168,9 +170,9 @@ class SqlDirectory:
             with Session(engine, expire_on_commit=False) as session, session.begin():
                 yield session
         except IntegrityError as exc:
-            raise DirectoryError(f"refused by the database: {_one_line(exc)}") from None
+            raise DirectoryError(f"refused by the database: {one_line(exc)}") from None
         except SQLAlchemyError as exc:
-            raise DirectoryUnavailable(f"directory unavailable: {_one_line(exc)}") from None
+            raise DirectoryUnavailable(f"directory unavailable: {one_line(exc)}") from None
 
     @staticmethod
     def _domain_id(session: Session, domain: str) -> int | None:
@@ -182,9 +184,10 @@ class SqlDirectory:
             raise DirectoryError(f"domain {domain} is not a local domain")
         return domain_id
 
-    @staticmethod
-    def _user(session: Session, address: str) -> VirtualUser | None:
-        return session.scalar(select(VirtualUser).where(VirtualUser.email == address))
+    def _user(self, session: Session, address: str) -> User | None:
+        query = select(VirtualUser.email, self._quota).where(VirtualUser.email == address)
+        row = session.execute(query).first()
+        return None if row is None else User(row.email, int(row.quota))
 
     # -- look-ups -------------------------------------------------------------------
     def is_local_domain(self, domain: str) -> bool:
@@ -196,8 +199,7 @@ class SqlDirectory:
 
     def get_user(self, address: str) -> User | None:
         with self._session(write=False) as session:
-            row = self._user(session, normalise(address))
-            return None if row is None else User(row.email, row.quota)
+            return self._user(session, normalise(address))
 
     def expand(self, address: str) -> list[str]:
         """Postfix-style virtual alias expansion; see Directory.expand."""
@@ -256,8 +258,8 @@ class SqlDirectory:
 
     def verify_password(self, address: str, password: str) -> bool:
         with self._session(write=False) as session:
-            row = self._user(session, normalise(address))
-            stored = None if row is None else row.password
+            query = select(VirtualUser.password).where(VirtualUser.email == normalise(address))
+            stored = session.scalar(query)
         if stored is None:
             passwords.verify_password(_dummy_hash(), password)
             return False
@@ -305,22 +307,27 @@ class SqlDirectory:
         validate_address(addr)
         _check_hash(password_hash)
         _check_quota(quota)
+        values: dict[str, Any] = {"email": addr, "password": password_hash}
+        if self.has_quota:
+            values["quota"] = quota
+        elif quota:
+            raise DirectoryError(
+                "this database has no quota column yet (mailroom directory migrate adds it)"
+            )
         with self._session(write=True) as session:
-            domain_id = self._require_domain(session, domain_of(addr))
+            values["domain_id"] = self._require_domain(session, domain_of(addr))
             if self._user(session, addr) is not None:
                 raise DirectoryError(f"user {addr} already exists")
-            session.add(
-                VirtualUser(domain_id=domain_id, email=addr, password=password_hash, quota=quota)
-            )
+            session.execute(insert(VirtualUser).values(**values))
 
     def set_password(self, address: str, password_hash: str) -> None:
         addr = normalise(address)
         _check_hash(password_hash)
+        query = update(VirtualUser).where(VirtualUser.email == addr).values(password=password_hash)
         with self._session(write=True) as session:
-            row = self._user(session, addr)
-            if row is None:
+            done = session.execute(query)
+            if not getattr(done, "rowcount", 0):
                 raise DirectoryError(f"no such user {addr}")
-            row.password = password_hash
 
     def remove_user(self, address: str) -> None:
         addr = normalise(address)
@@ -331,11 +338,11 @@ class SqlDirectory:
 
     def list_users(self, domain: str | None = None) -> list[User]:
         with self._session(write=False) as session:
-            query = select(VirtualUser).order_by(VirtualUser.email)
+            query = select(VirtualUser.email, self._quota).order_by(VirtualUser.email)
             if domain is not None:
                 domain_id = self._require_domain(session, normalise(domain))
                 query = query.where(VirtualUser.domain_id == domain_id)
-            return [User(row.email, row.quota) for row in session.scalars(query)]
+            return [User(row.email, int(row.quota)) for row in session.execute(query)]
 
     # -- aliases --------------------------------------------------------------------
     def add_alias(self, source: str, destinations: list[str]) -> None:
@@ -431,63 +438,3 @@ def _check_hash(password_hash: str) -> None:
 def _check_quota(quota: int) -> None:
     if isinstance(quota, bool) or not isinstance(quota, int) or quota < 0:
         raise DirectoryError("quota must be a whole number of bytes, 0 for unlimited")
-
-
-def _make_engine(url: str, create: bool) -> Engine:
-    """An engine for `url`, refusing what cannot work before anything touches disk."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DirectoryUnavailable("unsupported directory URL (not a SQLAlchemy URL)") from None
-    backend = parsed.get_backend_name()
-    if backend not in _SUPPORTED_BACKENDS:
-        raise DirectoryUnavailable(f"unsupported directory URL scheme {parsed.drivername}")
-    kwargs: dict[str, Any] = {}
-    if backend == "sqlite":
-        path = parsed.database or ""
-        memory = path in ("", ":memory:")
-        if memory and not create:
-            raise DirectoryUnavailable("an in-memory directory must be created, not opened")
-        if not memory:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise DirectoryUnavailable(f"directory database folder {parent} does not exist")
-            if not create and not os.path.isfile(path):
-                raise DirectoryUnavailable(f"directory database {path} does not exist")
-        kwargs["connect_args"] = {"check_same_thread": False}
-        if memory:  # one shared connection, or every checkout would see an empty database
-            kwargs["poolclass"] = StaticPool
-    else:
-        kwargs["pool_pre_ping"] = True
-    try:
-        engine = create_engine(parsed, **kwargs)
-    except (NoSuchModuleError, ImportError, ArgumentError) as exc:
-        raise DirectoryUnavailable(f"no database driver for {parsed.drivername}: {exc}") from None
-    if backend == "sqlite":
-        _tune_sqlite(engine)
-    return engine
-
-
-def _tune_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, busy timeout; writers take the lock up front (BEGIN IMMEDIATE).
-
-    pysqlite's own lazy BEGIN lets two writers both read, then deadlock upgrading to
-    the write lock, which SQLite reports at once as "database is locked" whatever the
-    busy timeout; taking the lock at BEGIN makes the second writer wait instead.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        writing = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")

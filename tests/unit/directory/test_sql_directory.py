@@ -1,14 +1,13 @@
 """SqlDirectory against a real database: ISPmail semantics, errors, concurrency.
 
-Every test takes `directory_url`: a fresh SQLite file by default. Set
-MAILROOM_TEST_DIRECTORY_URL (e.g. postgresql://...) to run the same suite against a
-server; its ISPmail tables are dropped after each test.
+Every test that takes `directory_url` runs against SQLite, PostgreSQL and MariaDB
+(conftest.py; a server that is down skips with a reason). Set
+MAILROOM_TEST_DIRECTORY_URL (e.g. postgresql://...) to use that server instead.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sqlite3
 import threading
 import time
@@ -25,28 +24,14 @@ from mailroom.directory.passwords import hash_password
 from mailroom.directory.sql import (
     EXPANSION_LIMIT,
     RECURSION_LIMIT,
-    Base,
     SqlDirectory,
     VirtualUser,
     open_directory,
 )
 
-SERVER_URL_ENV = "MAILROOM_TEST_DIRECTORY_URL"
 PASSWORD = "summersun"
 # Cheap but real: the directory stores whatever hash it is given.
 JOHN_HASH = hash_password(PASSWORD, "SSHA512")
-
-
-@pytest.fixture
-def directory_url(tmp_path: Path) -> Iterator[str]:
-    server = os.environ.get(SERVER_URL_ENV)
-    if not server:
-        yield f"sqlite:///{tmp_path / 'directory.db'}"
-        return
-    yield server
-    engine = create_engine(server)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
 
 
 @pytest.fixture
