@@ -157,3 +157,19 @@ def test_restart_during_a_retry_interval_delivers_exactly_once(
     time.sleep(2.5)  # another retry interval: nothing is sent twice
     assert len(fake_mx.messages) == 1
     wait_until(lambda: not server.queue_files())
+
+
+def test_notify_success_relayed_to_an_mta_without_dsn_gets_a_relayed_notice(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    server = mailroom_server_factory(**route_to(fake_mx))
+    with smtplib.SMTP(HOST, server.submission_port, timeout=20) as smtp:
+        smtp.starttls(context=server.ssl_context())
+        smtp.login("john@example.org", "summersun")
+        smtp.sendmail("john@example.org", ["lisa@example.com"], GUIDE_MESSAGE, rcpt_options=["NOTIFY=SUCCESS"])
+    wait_until(lambda: len(fake_mx.messages) == 1)  # the fake MX offers no DSN
+    server.wait_for_maildir(1)
+    (notice,) = server.messages()
+    assert notice.get_content_type() == "multipart/report"
+    report = notice.get_payload()[1].as_string()
+    assert "Action: relayed" in report and "Final-Recipient: rfc822; lisa@example.com" in report

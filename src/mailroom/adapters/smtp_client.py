@@ -269,8 +269,10 @@ class SmtpTransport:
                 if outcome is None:
                     still.append(i)
                     continue
+                no_dsn = outcome.status == "sent" and "DSN" not in result.extensions
                 await emit(i, DeliveryResult(recipients[i].address, Outcome(outcome.status), outcome.dsn,
-                                       outcome.reason, cand.label, connected - started, done - connected))
+                                       outcome.reason, cand.label, connected - started, done - connected,
+                                       relayed_without_dsn=no_dsn))
             pending = still
             if not pending:
                 return

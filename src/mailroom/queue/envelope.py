@@ -23,6 +23,7 @@ class Recipient:
     attempts: int = 0
     next_attempt: float = 0.0  # unix time
     relay: str = ""  # who took it last: "virtual" (our Maildir) or "mx.example.com[1.2.3.4]:25"
+    relayed_without_dsn: bool = False  # delivered to an MTA without DSN: we owe "relayed"
 
 
 @dataclass(slots=True)

@@ -477,6 +477,7 @@ class QueueManager:
         now = self.clock()
         rcpt.attempts += 1
         rcpt.dsn, rcpt.reason, rcpt.relay = result.dsn, result.reason, result.relay
+        rcpt.relayed_without_dsn = result.relayed_without_dsn
         status = result.outcome.value
         if result.outcome is Outcome.SENT:
             rcpt.status = "delivered"

@@ -64,9 +64,13 @@ class Notifier:
                     postmaster=self.postmaster, now=now,
                 )
                 await self._send(envelope, notice, "postmaster non-delivery notification")
+        # Success notices are ours to send for what we delivered ourselves, and for what
+        # we relayed to an MTA without DSN (RFC 3461 §4.1 "relayed"); an MTA that offers
+        # DSN got NOTIFY with the message and reports on its own.
+        relayed = [r.address for r in envelope.recipients if r.relayed_without_dsn]
         delivered = [
-            r for r in reports_from_envelope(envelope, "success")
-            if _relay_of(envelope, r.address) == LOCAL_RELAY
+            r for r in reports_from_envelope(envelope, "success", relayed=relayed)
+            if _relay_of(envelope, r.address) == LOCAL_RELAY or r.address in relayed
         ]
         if delivered:
             notice = build_notification(

@@ -34,6 +34,9 @@ class DeliveryResult:
     relay: str = "none"  # "virtual", "mx.example.com[192.0.2.1]:25", ...
     connect_seconds: float = 0.0  # Postfix's delays "c": connection set-up
     transmit_seconds: float = 0.0  # Postfix's delays "d": message transmission
+    # Handed to an MTA that does not offer DSN: RFC 3461 §4.1 makes us report "relayed"
+    # to a sender who asked for NOTIFY=SUCCESS, since nobody further on will.
+    relayed_without_dsn: bool = False
 
 
 Report = Callable[[DeliveryResult], Awaitable[None]]
