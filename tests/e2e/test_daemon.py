@@ -85,3 +85,34 @@ def test_reload_with_a_broken_main_cf_keeps_serving(mailroom_server: MailroomSer
     assert "message_size_limit" in log
     client = RawSMTP(mailroom_server.smtp_port)
     assert client.greeting().startswith("220 ")
+
+
+def test_sighup_reloads_the_certificate_for_starttls_and_implicit_tls(mailroom_server: MailroomServer) -> None:
+    import smtplib
+    import ssl
+
+    from cryptography import x509
+
+    from mailroom.runtime.certs import write_self_signed
+
+    def served_subject(implicit: bool) -> str:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if implicit:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL("127.0.0.1", mailroom_server.submissions_port, context=context, timeout=10)
+        else:
+            smtp = smtplib.SMTP("127.0.0.1", mailroom_server.smtp_port, timeout=10)
+            smtp.starttls(context=context)
+        der = smtp.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+        smtp.quit()
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject.rfc4514_string()
+
+    assert served_subject(False) == served_subject(True) == "CN=mail.example.org"
+    tls = mailroom_server.config_dir / "tls"
+    write_self_signed(tls / "cert.pem", tls / "key.pem", "renewed.example.org")
+    assert mailroom_server.cli("reload").code == 0
+    mailroom_server.wait_for_log(lambda text: "reload -- version" in text)
+    assert served_subject(False) == "CN=renewed.example.org"
+    assert served_subject(True) == "CN=renewed.example.org"
