@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ log = get_logger("smtpd")
 
 TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds; a client that stalls the handshake is dropped
 HEADER_PEEK = 8192  # bytes of a message read to find its Message-ID for the log
+# Bytes the core may hold unread before the socket is paused even while the session
+# waits for input (more than one pipelined batch of commands ever needs).
+INPUT_HIGH_WATER = 65536
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,12 @@ class SmtpSession(asyncio.Protocol):
         self.client_ip = ""
         self.client_name = "unknown"
         self.tls_text = ""
-        self._input = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None  # set while _wait_input awaits input
+        self._reading = False  # the next chunk may be taken without pausing the socket
+        self._paused = False  # we paused the transport's reading
+        self._timer: asyncio.TimerHandle | None = None  # one smtpd_timeout timer per session
+        self._deadline = 0.0
+        self._canonical_cache: dict[str, str] = {}
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._lost = False
@@ -92,20 +101,27 @@ class SmtpSession(asyncio.Protocol):
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data)
-        # Hold further input until the core has consumed this: input stays bounded.
-        if self.transport is not None:
+        conn = self.conn
+        conn.receive_data(data)
+        # Input stays bounded: the one chunk the session is waiting for is taken as it
+        # is; any further chunk (the core has not consumed the last one yet, or an event
+        # is unanswered) or a core holding too much pauses the socket until the core
+        # needs more input again.
+        if self._reading and conn.buffered <= INPUT_HIGH_WATER:
+            self._reading = False
+        elif not self._paused and self.transport is not None:
+            self._paused = True
             self.transport.pause_reading()
-        self._input.set()
+        self._wake(True)
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")
-        self._input.set()
+        self._wake(True)
         return True  # keep the write side open until our replies are out
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._input.set()
+        self._wake(True)
         self._can_write.set()
         self.runtime.smtp_sessions.discard(self)
 
@@ -119,6 +135,22 @@ class SmtpSession(asyncio.Protocol):
     @property
     def who(self) -> str:
         return f"{self.client_name}[{self.client_ip}]"
+
+    def _wake(self, result: bool) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def _on_timer(self) -> None:
+        """The session's smtpd_timeout timer: re-armed lazily, not once per wait."""
+        self._timer = None
+        if not self.waiting:
+            return  # not waiting for input: the next wait arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() + 0.001 >= self._deadline:
+            self._wake(False)
+        else:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
 
     async def _run(self) -> None:
         log.info("connect from %s", self.who)
@@ -138,6 +170,9 @@ class SmtpSession(asyncio.Protocol):
                 with contextlib.suppress(Exception):
                     self._write(replies.service_unavailable(self.profile.settings.hostname).encode())
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._counted:
                 self.runtime.anvil.disconnect(self.client_ip)
             log.info("disconnect from %s", self.who)
@@ -200,18 +235,27 @@ class SmtpSession(asyncio.Protocol):
         if self._lost:
             self.conn.receive_data(b"")
             return True
-        self._input.clear()
-        if self.transport is not None:
-            self.transport.resume_reading()
-        await self._can_write.wait()
-        self.waiting = True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._reading = True
         try:
-            async with asyncio.timeout(timeout):
-                await self._input.wait()
-        except TimeoutError:
-            return False
+            if self._paused:
+                self._paused = False
+                if self.transport is not None:
+                    self.transport.resume_reading()
+            if not self._can_write.is_set():
+                await self._can_write.wait()
+            self.waiting = True
+            self._deadline = loop.time() + timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._on_timer)
+            got_input = await waiter
         finally:
             self.waiting = False
+            self._waiter = None
+            self._reading = False
+        if not got_input:
+            return False
         if self._lost:
             self.conn.receive_data(b"")
         return True
@@ -225,6 +269,9 @@ class SmtpSession(asyncio.Protocol):
         if context is None or self.transport is None:
             return False
         loop = asyncio.get_running_loop()
+        if not self._paused:  # nothing is read in plaintext while the handshake starts
+            self._paused = True
+            self.transport.pause_reading()
         try:
             transport = await loop.start_tls(
                 self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
@@ -237,6 +284,7 @@ class SmtpSession(asyncio.Protocol):
         if transport is None:
             return False
         self.transport = transport
+        self._paused = False  # a new transport, reading
         self.tls_text = describe(transport.get_extra_info("ssl_object"))[0]
         log.info("Anonymous TLS connection established from %s: %s", self.who, self.tls_text)
         return True
@@ -264,10 +312,16 @@ class SmtpSession(asyncio.Protocol):
         postmaster@$mydomain, so it is judged and delivered like any local address
         instead of being accepted and later bounced to an arbitrary sender.
         """
+        cached = self._canonical_cache.get(address)
+        if cached is not None:
+            return cached
         routed = route(address)
         if routed.bare_postmaster:
             return f"postmaster@{self.runtime.config.expanded('mydomain')}"
-        return routed.normalized if routed.valid and not routed.routed else address
+        canonical = routed.normalized if routed.valid and not routed.routed else address
+        if len(self._canonical_cache) < 64:
+            self._canonical_cache[address] = canonical
+        return canonical
 
     def _protocol(self) -> str:
         conn = self.conn
@@ -424,11 +478,47 @@ class SmtpSession(asyncio.Protocol):
             self._task.cancel()
 
 
+_HEADER_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+
+
 def _message_id(data: bytes) -> str:
     head = data[:HEADER_PEEK]
     end = head.find(b"\r\n\r\n")
     if end >= 0:
         head = head[:end]
+        if b"message-id" not in head.lower():
+            return ""
+        found = _fast_message_id(head)
+        if found is not None:
+            return found
+    return _parsed_message_id(head)
+
+
+def _fast_message_id(head: bytes) -> str | None:
+    """What the email parser finds, for a plain ASCII CRLF header block; else None."""
+    if not head.isascii() or head.count(b"\r") != head.count(b"\r\n"):
+        return None
+    lines = head.split(b"\r\n")
+    value: list[bytes] | None = None
+    for i, line in enumerate(lines):
+        if line[:1] in (b" ", b"\t"):
+            if i == 0:
+                return None
+            if value is not None:
+                value.append(line)
+            continue
+        if value is not None:
+            break
+        if _HEADER_NAME.match(line) is None:
+            return None  # not a header line: leave the odd cases to the parser
+        if line[:11].lower() == b"message-id:":
+            value = [line[11:].lstrip(b" \t")]
+    if value is None:
+        return ""
+    return " ".join(b"\r\n".join(value).decode("ascii").split())[:200]
+
+
+def _parsed_message_id(head: bytes) -> str:
     try:
         value = BytesHeaderParser().parsebytes(head).get("Message-ID", "")
     except Exception:

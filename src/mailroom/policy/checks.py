@@ -10,6 +10,7 @@ DirectoryUnavailable into "451 4.3.0 ... Temporary lookup failure".
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,17 @@ class State:
 
 def in_networks(ip: str, networks: Sequence[Network]) -> bool:
     """Client address in mynetworks; an IPv4-mapped IPv6 client also matches as IPv4."""
+    if isinstance(networks, tuple):
+        return _in_networks_cached(ip, networks)
+    return _in_networks(ip, networks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_networks_cached(ip: str, networks: tuple[Network, ...]) -> bool:
+    return _in_networks(ip, networks)
+
+
+def _in_networks(ip: str, networks: Sequence[Network]) -> bool:
     try:
         addr = ipaddress.ip_address(ip.strip("[]").split("%", 1)[0])
     except ValueError:

@@ -116,6 +116,11 @@ class ServerConnection:
             self._close("rejected at connect")
         return self.data_to_send()
 
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet consumed as lines (DATA bytes are counted there)."""
+        return len(self._lines)
+
     def receive_data(self, data: bytes) -> None:
         """Feed bytes as they arrived; b"" means the client closed its side."""
         if not data:
