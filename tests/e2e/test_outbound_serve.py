@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.e2e.fakemx import FakeMX
-from tests.e2e.server import HOST, MailroomServer
+from tests.e2e.server import HOST, MailroomServer, RawSMTP
 
 GUIDE_MESSAGE = b"From: john@example.org\r\nTo: lisa@example.com\r\nSubject: hi lisa\r\n\r\nHello Lisa.\r\n"
 
@@ -173,3 +173,23 @@ def test_notify_success_relayed_to_an_mta_without_dsn_gets_a_relayed_notice(
     assert notice.get_content_type() == "multipart/report"
     report = notice.get_payload()[1].as_string()
     assert "Action: relayed" in report and "Final-Recipient: rfc822; lisa@example.com" in report
+
+
+def test_etrn_flushes_fast_flush_domains_only(
+    mailroom_server_factory: Callable[..., MailroomServer], fake_mx: FakeMX
+) -> None:
+    allowed = {"ok": False}
+    fake_mx.rcpt_reply = lambda _a, _n: "250 2.1.5 Ok" if allowed["ok"] else "451 4.3.0 Not now"
+    server = mailroom_server_factory(
+        **route_to(fake_mx, minimal_backoff_time="1h", maximal_backoff_time="2h", fast_flush_domains="example.com")
+    )
+    submit_as_john(server)
+    wait_until(lambda: fake_mx.attempts.get("lisa@example.com", 0) == 1)
+    allowed["ok"] = True
+    client = RawSMTP(server.smtp_port)
+    client.greeting()
+    client.ehlo()
+    assert client.cmd_line("ETRN example.net") == "459 <example.net>: service unavailable"
+    assert client.cmd_line("ETRN example.com") == "250 Queuing started"
+    client.send(b"QUIT\r\n")
+    wait_until(lambda: len(fake_mx.messages) == 1)

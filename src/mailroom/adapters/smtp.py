@@ -393,7 +393,10 @@ class SmtpSession(asyncio.Protocol):
         elif isinstance(event, Etrn):
             self._last_command = "ETRN"
             reply = await self._evaluate("etrn", self._context(etrn_domain=event.domain))
-            if reply is None:
+            if reply is None and not _fast_flush(self.runtime.config["fast_flush_domains"], event.domain):
+                log.warning("reject: ETRN %.100s... from %s", event.domain, self.who)
+                conn.reply(replies.etrn_denied(event.domain))
+            elif reply is None:
                 self.runtime.queue_manager.flush(event.domain)
                 conn.accept()
             else:
@@ -476,6 +479,16 @@ class SmtpSession(asyncio.Protocol):
             self.transport.close()
         if self._task is not None:
             self._task.cancel()
+
+
+def _fast_flush(domains: list[str], domain: str) -> bool:
+    """Postfix's fast_flush_domains match: the domain itself, or a parent given as .parent."""
+    wanted = domain.lower().rstrip(".")
+    for entry in domains:
+        entry = entry.lower()
+        if wanted == entry or (entry.startswith(".") and wanted.endswith(entry)):
+            return True
+    return False
 
 
 _HEADER_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")

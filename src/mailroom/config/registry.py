@@ -93,6 +93,7 @@ _p("smtpd_sender_restrictions", RESTRICTIONS, "", "Restrictions applied to the M
 _p("smtpd_relay_restrictions", RESTRICTIONS, "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination", "Relay control, applied at RCPT before smtpd_recipient_restrictions.", G)
 _p("smtpd_recipient_restrictions", RESTRICTIONS, "", "Restrictions applied to each RCPT TO address.", G)
 _p("smtpd_etrn_restrictions", RESTRICTIONS, "", "Restrictions applied to the ETRN domain argument.", G)
+_p("fast_flush_domains", LIST, "", "Domains for which ETRN starts a delivery attempt (a leading dot matches subdomains); others get 459 service unavailable. Postfix's default is $relay_domains, which an ISPmail setup leaves empty.", G)
 _p("smtpd_delay_reject", BOOL, "yes", "Evaluate client, HELO and sender restrictions at RCPT time.", G)
 _p("smtpd_helo_required", BOOL, "no", "Require HELO or EHLO before MAIL.", G)
 _p("smtpd_reject_unlisted_recipient", BOOL, "yes", "Reject RCPT for unknown users in local virtual domains.", G)

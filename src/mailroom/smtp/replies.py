@@ -164,7 +164,12 @@ BARE_LF_IN_DATA = Reply(550, "5.5.2", "Error: bare <LF> received")
 VRFY_DISABLED = Reply(502, "5.5.1", "VRFY command is disabled")
 # ETRN (RFC 1985 §5): Postfix sends these without enhanced codes; RFC 2034 wants one
 # on every reply once ENHANCEDSTATUSCODES is offered, so mailroom adds them.
-ETRN_STARTED = Reply(250, "2.0.0", "Queuing started")
+ETRN_STARTED = Reply(250, "", "Queuing started")  # Postfix's words, without an enhanced code
+
+
+def etrn_denied(domain: str) -> Reply:
+    """ETRN for a domain outside fast_flush_domains (Postfix: FLUSH_STAT_DENY)."""
+    return Reply(459, "", f"<{domain}>: service unavailable")
 ETRN_UNABLE = Reply(458, "4.0.0", "Unable to queue messages")
 ETRN_SYNTAX = Reply(500, "5.5.4", "Syntax: ETRN domain")
 ETRN_BAD_DOMAIN = Reply(501, "5.5.4", "Error: invalid parameter syntax")
