@@ -210,3 +210,12 @@ def test_doveadm_sha512_crypt_hash_verifies_for_a_user(fresh_demo: Path) -> None
         assert not directory.verify_password("lisa@example.org", "summersun2")
     finally:
         directory.close()
+
+
+def test_queue_list_right_after_init(fresh_demo: Path) -> None:
+    result = run_mailroom("-c", str(fresh_demo), "queue", "list")
+    assert result.code == 0 and result.out == "Mail queue is empty\n"
+
+
+def test_mydomain_defaults_to_myhostname_minus_its_first_label(demo_dir: Path) -> None:
+    assert run_mailroom("-c", str(demo_dir), "postconf", "-h", "mydomain").out == "example.org\n"

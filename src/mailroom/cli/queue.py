@@ -39,9 +39,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _spool(config: Config) -> Spool:
     path = config.path("queue_directory")
-    if not (path / "active").is_dir():
-        raise CommandError(f"queue_directory = {path}: not a mailroom queue (run mailroom init)")
-    return Spool(path)
+    if not path.is_dir():
+        raise CommandError(f"queue_directory = {path}: no such directory (run mailroom init)")
+    try:
+        return Spool(path)  # creates incoming/, active/, ... like the server would
+    except OSError as exc:
+        raise CommandError(f"queue_directory = {path}: {exc.strerror or exc}") from None
 
 
 def _load_all(spool: Spool) -> list[tuple[str, Envelope, int]]:
