@@ -172,3 +172,22 @@ def test_maildir_layout_and_subscriptions(imap: ImapFixture) -> None:
         assert (imap.maildir / f".{name}" / "cur").is_dir()
     names = (imap.maildir / "subscriptions").read_text().split()
     assert names[0] == "INBOX" and "Projects" in names and "Sent" in names
+
+
+def test_quota_from_the_directory(imap: ImapFixture) -> None:
+    imap.deliver(b"From: a@example.com\r\nSubject: big\r\n\r\n" + b"x" * 4096 + b"\r\n")
+    asked: list[str] = []
+    imap.service.quota_lookup = lambda user: asked.append(user) or 2 * 1024 * 1024
+    client = imap.login()
+    assert b"QUOTA" in client.capability()[1][0].split()
+    typ, data = client.getquotaroot("INBOX")
+    assert typ == "OK", data
+    assert data[0] == [b'"INBOX" "User quota"']
+    assert data[1] == [b'"User quota" (STORAGE 4 2048)']
+    assert client.getquota('"User quota"') == ("OK", [b'"User quota" (STORAGE 4 2048)'])
+    typ, data = client.setquota('"User quota"', "(STORAGE 1)")
+    assert typ == "NO" and b"NOPERM" in data[0]
+    assert asked and asked[0] == JOHN
+    imap.service.quota_lookup = lambda _user: 0  # unlimited: no QUOTA response (as Dovecot)
+    assert client.getquotaroot("INBOX") == ("OK", [[b'"INBOX"'], [None]])
+    client.logout()

@@ -64,6 +64,8 @@ class ImapService:
     # Connection admission (anvil): returns False to refuse; `release` undoes an admit.
     admit: Callable[[str], bool] = lambda _ip: True
     release: Callable[[str], None] = lambda _ip: None
+    # The user's quota in octets (0 = unlimited) for IMAP QUOTA (RFC 2087); set by the runtime.
+    quota_lookup: Callable[[str], int] = lambda _user: 0
 
     def settings(self, *, implicit_tls: bool) -> ImapSettings:
         return ImapSettings(
@@ -271,7 +273,8 @@ class ImapSession(asyncio.Protocol):
         user = outcome.username or event.username
         try:
             backend = await asyncio.to_thread(MaildirBackend.for_user, service.mailbox_base, user,
-                                              hostname=service.hostname)
+                                              hostname=service.hostname,
+                                              quota_limit=lambda: service.quota_lookup(user))
         except (StoreError, UidListError, UnsafeAddress, OSError) as exc:
             log.error("%s: user=<%s>: cannot open the mailbox: %s", self.who, user, exc)
             self.conn.login_unavailable()

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 SPECIAL_USE = {"Drafts": "\\Drafts", "Junk": "\\Junk", "Sent": "\\Sent", "Trash": "\\Trash"}
 SEPARATOR = "."
+QUOTA_ROOT = "User quota"  # the one quota root per user, named as Dovecot names it
 
 
 class MailboxError(Exception):
@@ -71,3 +72,11 @@ class Backend(Protocol):
     def status(self, name: str) -> Status: ...
     def append(self, name: str, data: bytes, flags: frozenset[str], date: float | None) -> tuple[int, int]: ...
     # -> (UIDVALIDITY, UID)
+
+
+@runtime_checkable
+class QuotaBackend(Protocol):
+    """A Backend that knows the user's storage quota (RFC 2087); QUOTA is advertised only then."""
+
+    def quota(self) -> tuple[int, int]: ...
+    # -> (octets used in all mailboxes, limit in octets; 0 = unlimited)

@@ -31,12 +31,14 @@ from typing import TypeVar
 
 from mailroom.imap import grammar, mime
 from mailroom.imap.backend import (
+    QUOTA_ROOT,
     SEPARATOR,
     SPECIAL_USE,
     Backend,
     Mailbox,
     MailboxError,
     MessageMeta,
+    QuotaBackend,
 )
 from mailroom.imap.events import (
     NEED_DATA,
@@ -222,7 +224,7 @@ class ServerConnection:
 
     def capabilities(self) -> list[str]:
         if self.state in (State.AUTHENTICATED, State.SELECTED):
-            return list(CAPABILITIES)
+            return list(CAPABILITIES) + (["QUOTA"] if isinstance(self.backend, QuotaBackend) else [])
         caps = list(PRE_LOGIN_CAPS)
         if self.settings.tls_available and not self.tls_active:
             caps.append("STARTTLS")
@@ -654,6 +656,45 @@ class ServerConnection:
         self._out += b"* STATUS " + astring(name) + f" ({body})\r\n".encode()
         return "Status completed."
 
+    # RFC 2087 QUOTA, as Dovecot's imap_quota: one root per user, STORAGE in KiB; a root
+    # without a limit is left out of QUOTAROOT and GETQUOTA shows it with no resources.
+    def _quota(self) -> tuple[int, int]:
+        backend = self._backend()
+        if not isinstance(backend, QuotaBackend):
+            raise _Bad("Unknown command.")
+        return backend.quota()
+
+    def _quota_line(self, used: int, limit: int) -> None:
+        resources = f"STORAGE {used // 1024} {limit // 1024}" if limit > 0 else ""
+        self._out += b"* QUOTA " + astring(QUOTA_ROOT) + f" ({resources})\r\n".encode()
+
+    def _getquotaroot(self, command: Command) -> str:
+        if len(command.args) != 1:
+            raise _Bad("Invalid arguments.")
+        name = _mailbox_name(command.args[0])
+        used, limit = self._quota()
+        if name not in self._backend().list_mailboxes():
+            raise MailboxError(f"Mailbox doesn't exist: {name}", "NONEXISTENT")
+        self._out += b"* QUOTAROOT " + astring(name) + (b" " + astring(QUOTA_ROOT) if limit > 0 else b"") + b"\r\n"
+        if limit > 0:
+            self._quota_line(used, limit)
+        return "Getquotaroot completed."
+
+    def _getquota(self, command: Command) -> str:
+        if len(command.args) != 1:
+            raise _Bad("Invalid arguments.")
+        used, limit = self._quota()
+        if _text(command.args[0]) != QUOTA_ROOT:
+            raise _No("Quota root doesn't exist.")
+        self._quota_line(used, limit)
+        return "Getquota completed."
+
+    def _setquota(self, command: Command) -> str:
+        if len(command.args) != 2 or not isinstance(command.args[1], list):
+            raise _Bad("Invalid arguments.")
+        self._quota()
+        raise _No("[NOPERM] Quota can be changed only by admin.")
+
     def _append(self, command: Command) -> str:
         args = command.args
         if len(args) < 2 or not isinstance(args[-1], bytes):
@@ -1004,6 +1045,9 @@ _STORE_COMMANDS: dict[str, _Store] = {
     "UID COPY": ServerConnection._copy,
     "MOVE": ServerConnection._copy,
     "UID MOVE": ServerConnection._copy,
+    "GETQUOTAROOT": ServerConnection._getquotaroot,
+    "GETQUOTA": ServerConnection._getquota,
+    "SETQUOTA": ServerConnection._setquota,
 }
 _SELECTED_ONLY = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNGE", "SEARCH", "UID SEARCH",
                             "FETCH", "UID FETCH", "STORE", "UID STORE", "COPY", "UID COPY", "MOVE", "UID MOVE"})

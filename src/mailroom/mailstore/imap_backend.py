@@ -13,6 +13,7 @@ from pathlib import Path
 from mailroom.imap.backend import SPECIAL_USE, MailboxError, MessageMeta, Status
 from mailroom.imap.mime import to_crlf
 from mailroom.mailstore import folders
+from mailroom.mailstore.maildir import mailbox_size
 from mailroom.mailstore.store import (
     INBOX,
     Folder,
@@ -103,13 +104,19 @@ class MaildirMailbox:
         return dest.uidvalidity, sources, targets
 
 
+def _unlimited() -> int:
+    return 0
+
+
 class MaildirBackend:
-    def __init__(self, store: MaildirStore) -> None:
+    def __init__(self, store: MaildirStore, quota_limit: Callable[[], int] = _unlimited) -> None:
         self.store = store
+        self.quota_limit = quota_limit  # the user's quota in octets, 0 = unlimited (asked each time)
 
     @classmethod
     def for_user(cls, base: Path, address: str, *, hostname: str | None = None,
-                 clock: Callable[[], float] | None = None) -> MaildirBackend:
+                 clock: Callable[[], float] | None = None,
+                 quota_limit: Callable[[], int] = _unlimited) -> MaildirBackend:
         """Open (and on first login, prepare) a user's store: INBOX, Sent, Drafts, Junk, Trash."""
         store = (MaildirStore.for_user(base, address, hostname=hostname) if clock is None
                  else MaildirStore.for_user(base, address, hostname=hostname, clock=clock))
@@ -123,7 +130,12 @@ class MaildirBackend:
             wanted = [n for n in (INBOX, *created) if n not in subscribed]
             if wanted:
                 folders.write_subscriptions(store, [*subscribed, *wanted])
-        return cls(store)
+        return cls(store, quota_limit)
+
+    def quota(self) -> tuple[int, int]:
+        """(octets in all folders, as delivery counts them; the limit, 0 = unlimited)."""
+        limit = self.quota_limit()
+        return mailbox_size(self.store.root), max(limit, 0)
 
     def list_mailboxes(self) -> list[str]:
         return self.store.list_folders()

@@ -85,6 +85,7 @@ class Runtime:
             tls_context=lambda: self.tls.context,
             hostname=self.hostname,
         )
+        self.imap.quota_lookup = self._quota_of
         self._configure_imap(config)
         self.smtp_sessions: set[SmtpSession] = set()
         self.servers: list[asyncio.AbstractServer] = []
@@ -252,6 +253,11 @@ class Runtime:
             self.anvil.disconnect(f"{protocol}/{ip}")
 
         return admit, release
+
+    def _quota_of(self, address: str) -> int:
+        """The user's quota in bytes for IMAP GETQUOTAROOT (0 = unlimited)."""
+        user = self.directory.get_user(address)
+        return user.quota if user is not None else 0
 
     def _configure_imap(self, config: Config) -> None:
         self.imap.admit, self.imap.release = self._login_admission("imap")
