@@ -9,6 +9,7 @@ when MariaDB is not running.
 
 from __future__ import annotations
 
+import imaplib
 import poplib
 import shutil
 import subprocess
@@ -94,11 +95,14 @@ def _auth(server: MailroomServer) -> str:
         return smtp.cmd_line(f"AUTH PLAIN {GUIDE_AUTH_PLAIN}")
 
 
-def test_guide_database_serves_smtp_unchanged(
+def test_guide_database_serves_smtp_and_imap_unchanged(
     guide_database: str,
     mailroom_server_factory: Factory,  # noqa: F811
 ) -> None:
-    server = mailroom_server_factory(directory_url=guide_database, mynetworks="")
+    (imaps_port,) = free_ports(1)
+    server = mailroom_server_factory(
+        directory_url=guide_database, mynetworks="", imaps_listen=f"{HOST}:{imaps_port}"
+    )
     assert _auth(server).startswith("235 2.7.0"), server.log()[-2000:]
     assert _deliver(server.smtp_port).startswith("250 ")
     assert _deliver(server.smtp_port, "postmaster@example.org", "alias").startswith("250 ")
@@ -106,6 +110,10 @@ def test_guide_database_serves_smtp_unchanged(
     assert reply.startswith("550 5.1.1"), reply
     messages = server.wait_for_maildir(2)
     assert len(messages) == 2
+    imap = imaplib.IMAP4_SSL("localhost", imaps_port, ssl_context=server.ssl_context(), timeout=20)
+    imap.login(JOHN, PASSWORD)  # the guide's {SHA512-CRYPT} hash, through IMAP too
+    assert imap.select("INBOX") == ("OK", [b"2"])
+    imap.logout()
     # The CLI works on the same database, and `directory migrate` adopts it in place.
     check = server.cli("directory", "check")
     assert check.code == 0 and "SHA512-CRYPT 1" in check.out, check
