@@ -73,8 +73,17 @@ def queued_as(queue_id: str) -> Reply:
 
 
 def vrfy_cannot_verify(argument: str) -> Reply:
-    """RFC 5321 §3.5.3: 252 = "cannot VRFY but will accept"; nothing is disclosed."""
-    return Reply(252, "2.0.0", argument)
+    """RFC 5321 §3.5.3: 252 = "cannot VRFY but will accept"; nothing is disclosed.
+
+    The client's text is echoed with control characters replaced (as Postfix's
+    printable()), so a NUL or an escape sequence never comes back on the wire.
+    """
+    return Reply(252, "2.0.0", printable(argument))
+
+
+def printable(text: str) -> str:
+    """Replace control characters (C0, DEL) with '?' in text echoed from the client."""
+    return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text)
 
 
 def auth_failed(reason: str = "(reason unavailable)") -> Reply:

@@ -220,3 +220,11 @@ def test_ehlo_without_size_limit_and_without_vrfy() -> None:
 def test_non_utf8_command_is_refused() -> None:
     _, out = say(started(), b"HELO \xff\xfe\r\n")
     assert out == b"500 5.5.2 Error: bad UTF-8 syntax\r\n"
+
+
+def test_vrfy_echo_never_carries_control_characters() -> None:
+    conn = started()
+    conn.receive_data(b"VRFY jo\x00hn\x1b[2J\r\n")
+    conn.next_event()
+    conn.accept()
+    assert conn.data_to_send() == b"252 2.0.0 jo?hn?[2J\r\n"
