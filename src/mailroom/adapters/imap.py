@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from mailroom.adapters.listeners import StartupError, bind
-from mailroom.adapters.tls import describe
+from mailroom.adapters.session import LoginSession
 from mailroom.config.types import ListenAddress
 from mailroom.imap.events import (
     NEED_DATA,
@@ -41,7 +40,6 @@ from mailroom.sasl.backend import AuthBackend
 
 log = get_logger("imap")
 
-TLS_HANDSHAKE_TIMEOUT = 30.0
 DEFAULT_TIMEOUT = 1800.0  # RFC 3501 §5.4: an autologout timer of at least 30 minutes
 DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
 IDLE_POLL = 0.5  # seconds between looks at the folder while a client IDLEs
@@ -87,60 +85,15 @@ class ImapService:
                 task.cancel()
 
 
-class ImapSession(asyncio.Protocol):
+class ImapSession(LoginSession):
+    log = log
+    conn: ServerConnection
+
     def __init__(self, service: ImapService, *, implicit_tls: bool = False) -> None:
-        self.service = service
+        super().__init__(service, service.tls_context)
+        self.service: ImapService = service
         self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
-        self.transport: asyncio.Transport | None = None
-        self.client_ip = ""
-        self.local_ip = ""
-        self.client_name = "unknown"
-        self.task: asyncio.Task[None] | None = None
-        self._input = asyncio.Event()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self._lost = False
         self._busy = False  # a store operation runs: shutdown waits for it
-
-    # -- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
-        self.client_ip = str(peer[0]).removeprefix("::ffff:")
-        self.local_ip = str(local[0]).removeprefix("::ffff:")
-        self.client_name = "localhost" if self.client_ip in ("127.0.0.1", "::1") else "unknown"
-        self.service.sessions.add(self)
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data)
-        if self.transport is not None:
-            self.transport.pause_reading()
-        self._input.set()
-
-    def eof_received(self) -> bool:
-        self.conn.receive_data(b"")
-        self._input.set()
-        return self.transport is None or self.transport.get_extra_info("ssl_object") is None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._input.set()
-        self._can_write.set()
-        self.service.sessions.discard(self)
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # -- the session task ---------------------------------------------------------------
-    @property
-    def who(self) -> str:
-        return f"{self.client_name}[{self.client_ip}]"
 
     async def _run(self) -> None:
         log.info("connect from %s", self.who)
@@ -215,48 +168,6 @@ class ImapSession(asyncio.Protocol):
         error, self.conn.last_error = self.conn.last_error, None
         if error is not None:
             log.error("%s: user=<%s>: %s: %s", self.who, self.conn.username, type(error).__name__, error)
-
-    async def _wait_input(self, timeout: float) -> bool:
-        if self._lost:
-            self.conn.receive_data(b"")
-            return True
-        self._input.clear()
-        if self.transport is not None:
-            self.transport.resume_reading()
-        await self._can_write.wait()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._input.wait()
-        except TimeoutError:
-            return False
-        if self._lost:
-            self.conn.receive_data(b"")
-        return True
-
-    def _write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self._lost:
-            self.transport.write(data)
-
-    async def _start_tls(self) -> bool:
-        context = self.service.tls_context()
-        if context is None or self.transport is None:
-            return False
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(
-                self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-            )
-        except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            log.warning("TLS handshake failed from %s: %s", self.who, reason)
-            self._lost = True
-            return False
-        if transport is None:
-            return False
-        self.transport = transport
-        log.info("TLS connection established from %s: %s", self.who,
-                 describe(transport.get_extra_info("ssl_object"))[0])
-        return True
 
     async def _login(self, event: Credentials) -> None:
         service = self.service

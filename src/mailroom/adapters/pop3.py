@@ -21,10 +21,9 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from mailroom.adapters.listeners import StartupError, bind
-from mailroom.adapters.tls import describe
+from mailroom.adapters.session import LoginSession
 from mailroom.config.types import ListenAddress
 from mailroom.mailstore.maildir import UnsafeAddress
 from mailroom.mailstore.store import Folder, MaildirStore, MessageInfo, StoreError, UidListError
@@ -46,7 +45,6 @@ from mailroom.sasl.backend import AuthBackend
 
 log = get_logger("pop3")
 
-TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds; a client that stalls the handshake is dropped
 DEFAULT_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
 DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
 
@@ -89,63 +87,17 @@ class Pop3Service:
                 task.cancel()
 
 
-class Pop3Session(asyncio.Protocol):
+class Pop3Session(LoginSession):
+    log = log
+    conn: ServerConnection
+
     def __init__(self, service: Pop3Service, *, implicit_tls: bool = False) -> None:
-        self.service = service
+        super().__init__(service, service.tls_context)
+        self.service: Pop3Service = service
         self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
-        self.transport: asyncio.Transport | None = None
-        self.client_ip = ""
-        self.local_ip = ""
-        self.client_name = "unknown"
-        self.task: asyncio.Task[None] | None = None
         self.folder: Folder | None = None
         self.uids: list[int] = []  # message number - 1 -> UID
         self.updating = False
-        self._input = asyncio.Event()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
-        self._lost = False
-
-    # -- asyncio.Protocol ----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.transport = transport
-        peer = transport.get_extra_info("peername") or ("", 0)
-        local = transport.get_extra_info("sockname") or ("", 0)
-        self.client_ip = str(peer[0]).removeprefix("::ffff:")
-        self.local_ip = str(local[0]).removeprefix("::ffff:")
-        self.client_name = "localhost" if self.client_ip in ("127.0.0.1", "::1") else "unknown"
-        self.service.sessions.add(self)
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data)
-        if self.transport is not None:
-            self.transport.pause_reading()  # hold input until the core has consumed this
-        self._input.set()
-
-    def eof_received(self) -> bool:
-        self.conn.receive_data(b"")
-        self._input.set()
-        # Keep the write side open until our replies are out (TLS transports cannot half-close).
-        return self.transport is None or self.transport.get_extra_info("ssl_object") is None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._input.set()
-        self._can_write.set()
-        self.service.sessions.discard(self)
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # -- the session task ---------------------------------------------------------------
-    @property
-    def who(self) -> str:
-        return f"{self.client_name}[{self.client_ip}]"
 
     async def _run(self) -> None:
         log.info("connect from %s", self.who)
@@ -206,49 +158,6 @@ class Pop3Session(asyncio.Protocol):
                 await self._retrieve(event)
             elif isinstance(event, Update):
                 await self._update(event)
-
-    async def _wait_input(self, timeout: float) -> bool:
-        """Resume reading and wait for bytes (or EOF); False when the idle timer expires."""
-        if self._lost:
-            self.conn.receive_data(b"")
-            return True
-        self._input.clear()
-        if self.transport is not None:
-            self.transport.resume_reading()
-        await self._can_write.wait()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._input.wait()
-        except TimeoutError:
-            return False
-        if self._lost:
-            self.conn.receive_data(b"")
-        return True
-
-    def _write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self._lost:
-            self.transport.write(data)
-
-    async def _start_tls(self) -> bool:
-        context = self.service.tls_context()
-        if context is None or self.transport is None:
-            return False
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(
-                self.transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-            )
-        except (ssl.SSLError, OSError, ConnectionError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            log.warning("TLS handshake failed from %s: %s", self.who, reason)
-            self._lost = True
-            return False
-        if transport is None:
-            return False
-        self.transport = transport
-        log.info("TLS connection established from %s: %s", self.who,
-                 describe(transport.get_extra_info("ssl_object"))[0])
-        return True
 
     # -- answering events ------------------------------------------------------------------
     async def _login(self, event: Credentials) -> None:
