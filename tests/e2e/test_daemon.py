@@ -116,3 +116,40 @@ def test_sighup_reloads_the_certificate_for_starttls_and_implicit_tls(mailroom_s
     mailroom_server.wait_for_log(lambda text: "reload -- version" in text)
     assert served_subject(False) == "CN=renewed.example.org"
     assert served_subject(True) == "CN=renewed.example.org"
+
+
+def test_smtpd_client_limit_refuses_sessions_beyond_it(
+    mailroom_server_factory: Callable[..., MailroomServer],
+) -> None:
+    server = mailroom_server_factory(smtpd_client_limit="2")
+    held = [RawSMTP(server.smtp_port) for _ in range(2)]
+    for client in held:
+        assert client.greeting().startswith("220 ")
+    extra = RawSMTP(server.smtp_port)
+    assert extra.greeting().startswith("421 4.3.2 mail.example.org Error: too many sessions")
+    for client in held:
+        client.send(b"QUIT\r\n")
+
+
+def test_smtpd_sasl_authenticated_header_no_hides_the_user(
+    mailroom_server_factory: Callable[..., MailroomServer],
+) -> None:
+    import base64
+
+    server = mailroom_server_factory(smtpd_sasl_authenticated_header="no")
+    client = RawSMTP(server.smtp_port)
+    client.greeting()
+    client.ehlo()
+    client.starttls(server.ssl_context())
+    client.ehlo()
+    token = base64.b64encode(b"\0john@example.org\0summersun").decode()
+    assert client.cmd_line(f"AUTH PLAIN {token}").startswith("235")
+    assert client.cmd_line("MAIL FROM:<john@example.org>").startswith("250")
+    assert client.cmd_line("RCPT TO:<john@example.org>").startswith("250")
+    assert client.cmd_line("DATA").startswith("354")
+    client.send(b"Subject: quiet\r\n\r\nx\r\n.\r\n")
+    assert client.reply_line().startswith("250")
+    server.wait_for_maildir(1)
+    (message,) = server.messages()
+    assert "Authenticated sender" not in message["Received"]
+    assert "with ESMTPSA" in message["Received"]

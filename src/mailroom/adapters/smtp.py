@@ -182,6 +182,10 @@ class SmtpSession(asyncio.Protocol):
     def _admit(self) -> Reply | None:
         """Anvil limits, exempting $mynetworks as Postfix's smtpd_client_event_limit_exceptions."""
         config = self.runtime.config
+        total = int(config["smtpd_client_limit"])
+        if total and len(self.runtime.smtp_sessions) > total:
+            log.warning("too many SMTP sessions (smtpd_client_limit = %d): refusing %s", total, self.who)
+            return replies.too_many_sessions(self.profile.settings.hostname)
         if self.runtime.policy.mynetworks_contains(self.client_ip):
             return None
         self._counted = True
@@ -451,7 +455,8 @@ class SmtpSession(asyncio.Protocol):
         envelope.arrival_time = time.time()
         single = envelope.recipients[0].address if len(envelope.recipients) == 1 else None
         header = received_header(
-            envelope, runtime.hostname, envelope.queue_id, single, envelope.arrival_time
+            envelope, runtime.hostname, envelope.queue_id, single, envelope.arrival_time,
+            show_sasl_username=bool(runtime.config["smtpd_sasl_authenticated_header"]),
         ).encode("utf-8", "replace")
         try:
             queue_id = await runtime.spool.enqueue(envelope, event.data, header=header)

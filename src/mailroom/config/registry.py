@@ -57,7 +57,7 @@ G = "identity"
 _p("config_directory", PATH, "/etc/mailroom", "Directory holding main.cf; set by -c, read-only.", G, restart=True)
 _p("myhostname", STR, "localhost.localdomain", "Fully-qualified name of this mail host, used in the greeting, EHLO and Received headers; `init` sets it to the host's name.", G)
 _p("mydomain", STR, "localdomain", "Domain of this host; by default $myhostname minus its first component (else localdomain), as in Postfix. A bare <postmaster> recipient means postmaster@$mydomain.", G)
-_p("myorigin", STR, "$myhostname", "Domain appended to bare local names in mail from this host.", G)
+_p("myorigin", STR, "$myhostname", "Domain appended to bare local names in mail from this host. Accepted for Postfix compatibility: mailroom has no local submission, so nothing uses it yet.", G)
 _p("mail_name", STR, "mailroom", "Name of the mail system, shown in the greeting and Received headers.", G)
 _p("smtpd_banner", STR, "$myhostname ESMTP $mail_name", "Text that follows the 220 code in the SMTP greeting.", G)
 
@@ -82,7 +82,7 @@ _p("smtpd_sasl_type", t.Choice(("mailroom", "dovecot")), "mailroom", "Who checks
 _p("smtpd_sasl_path", PATH, "private/auth", "Path of the Dovecot auth socket when smtpd_sasl_type = dovecot; relative to queue_directory as in Postfix.", G)
 _p("login_sasl_type", t.Choice(("mailroom", "dovecot")), "$smtpd_sasl_type", "Who checks IMAP and POP3 passwords: mailroom's directory, or the Dovecot auth socket at login_sasl_path.", G, origin="mailroom")
 _p("login_sasl_path", PATH, "$smtpd_sasl_path", "Dovecot auth socket for IMAP and POP3 logins when login_sasl_type = dovecot; relative to queue_directory.", G, origin="mailroom")
-_p("smtpd_sasl_authenticated_header", BOOL, "no", "Show the SASL user name in the Received header.", G)
+_p("smtpd_sasl_authenticated_header", BOOL, "yes", "Show the SASL user name in the Received header, as '(Authenticated sender: ...)'. (Postfix's default is no.)", G)
 _p("disable_plaintext_auth", BOOL, "yes", "IMAP and POP3: refuse LOGIN/USER/AUTH until TLS is active (Dovecot's setting; mailroom does not exempt loopback).", G, origin="dovecot")
 
 # -- restrictions -----------------------------------------------------------------------
@@ -114,9 +114,8 @@ _p("smtpd_client_auth_rate_limit", INT, "0", "Most AUTH commands per anvil_rate_
 _p("anvil_rate_time_unit", SECONDS, "60s", "Time unit for the rate limits.", G)
 _p("smtpd_forbid_bare_newline", t.Choice(("yes", "normalize", "reject", "no")), "yes", "SMTP smuggling defence; only CRLF.CRLF ever ends DATA. yes: refuse message data containing a bare LF (550), read commands that end in a bare LF as lines (stricter than Postfix's normalize, and no $mynetworks exemption); reject: also end the session on a command with a bare LF (521); normalize or no: accept bare LF in data.", G)
 _p("smtputf8_enable", BOOL, "yes", "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses with it.", G)
-_p("line_length_limit", INT, "2048", "Longest SMTP command line accepted (AUTH lines may be up to 12288).", G)
 _p("header_size_limit", INT, "102400", "Largest message header accepted, in bytes; a message with a larger header is refused (552 5.3.4) where Postfix would truncate it.", G)
-_p("smtpd_client_limit", INT, "1000", "Most simultaneous SMTP sessions per listener process.", G, origin="mailroom")
+_p("smtpd_client_limit", INT, "1000", "Most simultaneous SMTP sessions in all (like Postfix's process limit); further clients get 421 4.3.2. 0 = no limit.", G, origin="mailroom")
 
 # -- routing and queue ------------------------------------------------------------------
 G = "routing"

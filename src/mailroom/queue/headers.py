@@ -51,6 +51,8 @@ def received_header(
     queue_id: str,
     recipient_if_single: str | None,
     now: float,
+    *,
+    show_sasl_username: bool = True,
 ) -> str:
     """The `Received:` header for a message entering the queue, CRLF-terminated.
 
@@ -64,7 +66,7 @@ def received_header(
         lines.append(f"Received: from {helo} ({_clean(client.hostname)} [{_clean(client.address)}])")
         if client.tls:
             lines.append(f"\t{_tls_clause(client.tls)}")
-        if client.sasl_username:
+        if client.sasl_username and show_sasl_username:  # smtpd_sasl_authenticated_header
             lines.append(f"\t(Authenticated sender: {_clean(client.sasl_username)})")
         by = f"\tby {hostname} ({SOFTWARE}) with {_clean(client.protocol) or 'SMTP'} id {queue_id}"
     else:  # submitted locally, not over the network

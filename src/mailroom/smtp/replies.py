@@ -204,5 +204,10 @@ def service_unavailable(hostname: str) -> Reply:
     return Reply(421, "4.3.0", f"{hostname} Error: internal error, closing connection")
 
 
+def too_many_sessions(hostname: str) -> Reply:
+    """smtpd_client_limit reached: the server is busy, come back later."""
+    return Reply(421, "4.3.2", f"{hostname} Error: too many sessions, try again later")
+
+
 def shutting_down(hostname: str) -> Reply:
     return Reply(421, "4.3.2", f"{hostname} Service shutting down, closing transmission channel")
