@@ -24,6 +24,7 @@ repeated errors are bounded.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Callable
 from enum import Enum, auto
@@ -157,6 +158,8 @@ class ServerConnection:
         self.uids: list[int] = []  # sequence number - 1 -> UID
         self.meta: dict[int, MessageMeta] = {}
         self.recent: set[int] = set()
+        self._last_sync: list[MessageMeta] | None = None  # the backend's last answer, by identity
+        self._expunges_held = False  # a refresh that may not announce EXPUNGE saw some
         self.bad_commands = 0
         self.auth_failures = 0
         self.last_error: BaseException | None = None  # an unexpected error in execute(), for the log
@@ -505,7 +508,12 @@ class ServerConnection:
 
     def _refresh(self, *, expunges: bool) -> None:
         mailbox = self._selected()
-        current = {m.uid: m for m in mailbox.sync()}
+        listed = mailbox.sync()
+        if listed is self._last_sync and not (expunges and self._expunges_held):
+            return  # the backend says nothing changed: skip comparing every message
+        self._last_sync = listed
+        current = {m.uid: m for m in listed}
+        self._expunges_held = not expunges and any(uid not in current for uid in self.uids)
         if expunges:
             for index in range(len(self.uids) - 1, -1, -1):
                 uid = self.uids[index]
@@ -538,6 +546,7 @@ class ServerConnection:
     def _unselect(self) -> None:
         self.mailbox = None
         self.uids, self.meta, self.recent = [], {}, set()
+        self._last_sync, self._expunges_held = None, False
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 
@@ -552,6 +561,7 @@ class ServerConnection:
         self.state = State.SELECTED
         self.uids = [m.uid for m in messages]
         self.meta = {m.uid: m for m in messages}
+        self._last_sync = messages
         keywords = sorted({f for m in messages for f in m.flags if not f.startswith("\\")})
         flags = " ".join([*SYSTEM_FLAGS, *keywords])
         self._line(f"* FLAGS ({flags})")
@@ -901,9 +911,10 @@ class ServerConnection:
             elif item == "INTERNALDATE":
                 out.append(b"INTERNALDATE " + internal_date(mailbox.internal_date(uid)))
             elif item == "ENVELOPE":
-                out.append(b"ENVELOPE " + mime.envelope(tree().headers))
+                out.append(b"ENVELOPE " + mailbox.summary(uid, item, lambda: mime.envelope(tree().headers)))
             elif item in ("BODYSTRUCTURE", "BODY"):
-                out.append(item.encode() + b" " + mime.bodystructure(tree(), extended=item == "BODYSTRUCTURE"))
+                out.append(item.encode() + b" " + mailbox.summary(
+                    uid, item, functools.partial(_structure, tree, extended=item == "BODYSTRUCTURE")))
             elif item == "RFC822":
                 out.append(b"RFC822 " + string(data()))
             elif item == "RFC822.HEADER":
@@ -913,6 +924,10 @@ class ServerConnection:
             else:
                 out.append(_section(item, tree()))
         return out
+
+
+def _structure(tree: Callable[[], mime.Part], *, extended: bool) -> bytes:
+    return mime.bodystructure(tree(), extended=extended)
 
 
 class _Gone(Exception):

@@ -6,6 +6,7 @@ Blocking: the IMAP adapter calls it from a worker thread. Store failures become
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from mailroom.mailstore.store import (
     UidListError,
 )
 
+INTERNALDATE = "INTERNALDATE"  # summary cache field: the file's mtime, as text
 AUTO_FOLDERS = tuple(sorted(SPECIAL_USE))  # created and subscribed on first login
 
 
@@ -54,6 +56,9 @@ class MaildirMailbox:
         self.backend = backend
         self.folder = folder
         self.name = folder.name
+        self._generation = -1
+        self._known: dict[int, tuple[MessageInfo, MessageMeta]] = {}  # MessageMeta built once per MessageInfo
+        self._listed: list[MessageMeta] = []
 
     @property
     def uidvalidity(self) -> int:
@@ -64,14 +69,49 @@ class MaildirMailbox:
         return self.folder.next_uid
 
     def sync(self) -> list[MessageMeta]:
-        return [_meta(m) for m in self.folder.sync()]
+        """The folder now; the same list object while nothing changed (the core skips work then)."""
+        self.folder.cache.flush()  # summaries computed by the last command
+        messages = self.folder.sync()
+        if self.folder.generation != self._generation:
+            known = self._known
+            fresh: dict[int, tuple[MessageInfo, MessageMeta]] = {}
+            for info in messages:
+                seen = known.get(info.uid)
+                fresh[info.uid] = seen if seen is not None and seen[0] is info else (info, _meta(info))
+            self._known = fresh
+            self._listed = [meta for _, meta in fresh.values()]
+            self._generation = self.folder.generation
+        return self._listed
 
     def read(self, uid: int) -> bytes | None:
         data = self.folder.read(uid)
         return None if data is None else to_crlf(data)
 
+    def summary(self, uid: int, item: str, compute: Callable[[], bytes]) -> bytes:
+        """From the folder's summary cache, keyed by the file's base name (see mailstore.cache)."""
+        info = self.folder.get(uid)
+        if info is None:
+            return compute()
+        value = self.folder.cache.get(item, info.base)
+        if value is None:
+            value = compute()
+            self.folder.cache.put(item, info.base, value)
+        return value
+
     def internal_date(self, uid: int) -> float:
-        return self.folder.internal_date(uid) or 0.0
+        """The file's mtime (Dovecot's rule), kept in the summary cache so SEARCH and FETCH skip the stat."""
+        info = self.folder.get(uid)
+        if info is not None:
+            cached = self.folder.cache.get(INTERNALDATE, info.base)
+            if cached is not None:
+                with contextlib.suppress(ValueError):
+                    return float(cached)
+        value = self.folder.internal_date(uid)
+        if value is None:
+            return 0.0
+        if info is not None:
+            self.folder.cache.put(INTERNALDATE, info.base, repr(value).encode())
+        return value
 
     def store(self, uids: Iterable[int], add: frozenset[str], remove: frozenset[str]) -> list[MessageMeta]:
         def system(flags: frozenset[str]) -> set[str]:

@@ -10,6 +10,7 @@ upper-case letters we do not know are kept as they are, as Dovecot does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ MAX_KEYWORDS = 26  # one letter each, a..z
 MAX_KEYWORDS_FILE = 64 * 1024  # a keywords file larger than this is not Dovecot's: ignore it
 _SIZE_RE = re.compile(r",S=(\d+)")
 _VSIZE_RE = re.compile(r",W=(\d+)")
+_NO_KEYWORDS: frozenset[str] = frozenset()
+_SIZES_RE = re.compile(r",S=(\d+),W=(\d+)(?:,|$)")
 _ATOM_SPECIALS = frozenset('(){ %*"\\]')  # RFC 3501 §9 atom-specials (with CTLs and 8-bit)
 
 
@@ -58,6 +61,21 @@ def vsize_from_name(base: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def sizes_from_base(base: str) -> tuple[int | None, int | None]:
+    """(`,S=` size, `,W=` size) of a base name: split once instead of two regex searches."""
+    both = _SIZES_RE.search(base)  # ",S=...,W=..." as Dovecot and mailroom write names
+    if both is not None:
+        return int(both[1]), int(both[2])
+    size = vsize = None
+    if "," in base:
+        for field in base.split(",")[1:]:
+            if field[:2] == "S=" and field[2:].isdigit():
+                size = int(field[2:])
+            elif field[:2] == "W=" and field[2:].isdigit():
+                vsize = int(field[2:])
+    return size, vsize
+
+
 def is_valid_keyword(name: str) -> bool:
     """RFC 3501 flag-keyword: an atom (printable ASCII, no atom-specials), at most 128 chars."""
     return 0 < len(name) <= 128 and all(" " < ch < "\x7f" and ch not in _ATOM_SPECIALS for ch in name)
@@ -70,6 +88,11 @@ class Keywords:
         self.path = folder / KEYWORDS_NAME
         self.names: list[str | None] = [None] * MAX_KEYWORDS
         self._stamp: tuple[int, int] | None = None
+
+    @property
+    def stamp(self) -> tuple[int, int] | None:
+        """Changes whenever the file is replaced: letter meanings may have moved."""
+        return self._stamp
 
     def load(self) -> None:
         """Re-read the file if it changed (it is only ever replaced by rename)."""
@@ -91,6 +114,8 @@ class Keywords:
         self.names, self._stamp = names, stamp
 
     def letters_to_names(self, letters: str) -> frozenset[str]:
+        if not letters or letters.isupper():
+            return _NO_KEYWORDS  # no lower-case letter, no keyword: the common case
         found = set()
         for ch in letters:
             if "a" <= ch <= "z":
@@ -123,7 +148,9 @@ class Keywords:
         self._stamp = (st.st_ino, st.st_mtime_ns)
 
 
+@functools.lru_cache(maxsize=4096)
 def letters_to_flags(letters: str) -> frozenset[str]:
+    """Cached: a folder has few distinct flag strings but thousands of messages."""
     return frozenset(SYSTEM_FLAGS[ch] for ch in letters if ch in SYSTEM_FLAGS)
 
 

@@ -26,6 +26,7 @@ A Folder object belongs to one session; sessions share nothing but the files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import socket
@@ -34,17 +35,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailroom.mailstore.cache import SummaryCache
 from mailroom.mailstore.maildir import DIR_MODE, FILE_MODE, mailbox_path, maildir_name, to_lf
 from mailroom.mailstore.names import (
+    INFO_SEPARATOR,
+    KEYWORDS_NAME,
     Keywords,
     build_name,
     flags_to_letters,
     letters_to_flags,
     parse_name,
     size_from_name,
+    sizes_from_base,
     vsize_from_name,
 )
 from mailroom.mailstore.uidlist import (
+    UIDLIST_NAME,
     StoreBusy,
     UidList,
     UidListError,
@@ -67,8 +73,11 @@ class StoreError(Exception):
     """A mailbox operation failed for a reason the user cannot fix (I/O, bad name)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageInfo:
+    """One message as the last sync saw it. Never mutated, only replaced: not frozen only
+    because a frozen dataclass costs twice as much to build, and sync builds thousands."""
+
     uid: int
     base: str  # the part of the name that never changes
     filename: str  # current name, flags included
@@ -77,8 +86,14 @@ class MessageInfo:
     vsize: int  # RFC822.SIZE: bytes with CRLF line ends (what POP3 LIST and IMAP report)
     flags: frozenset[str]  # IMAP system flags (\Seen, ...)
     keywords: frozenset[str]
-    pop3_uidl: str  # `P` record key when migrated that way, else Dovecot's default format
+    uidvalidity: int = 0
+    migrated_uidl: str = ""  # `P` record key: the UIDL a migration preserved
     pop3_order: int | None = None  # `O` record key: POP3 order preserved from a migration
+
+    @property
+    def pop3_uidl(self) -> str:
+        """The `P` key when migrated that way, else Dovecot's default format (built on demand)."""
+        return self.migrated_uidl or POP3_UIDL_FORMAT.format(uid=self.uid, uidvalidity=self.uidvalidity)
 
 
 def _delivery_order(base: str) -> tuple[int, str]:
@@ -100,6 +115,11 @@ class Folder:
         self._uidlist: UidList | None = None
         self._uidlist_stamp: tuple[int, int, int] | None = None
         self._messages: dict[int, MessageInfo] = {}
+        self._ordered: list[MessageInfo] | None = None  # _messages in UID order, built on demand
+        self._marks: tuple[object, ...] | None = None  # what the folder looked like at the last scan
+        self._has_new = False  # some message still sits in new/
+        self.generation = 0  # bumped whenever the message list changes: callers may reuse views
+        self.cache = SummaryCache(path)
 
     # ------------------------------------------------------------------ state
     @property
@@ -112,8 +132,14 @@ class Folder:
 
     @property
     def messages(self) -> list[MessageInfo]:
-        """What the last sync() saw, in UID order."""
-        return [self._messages[uid] for uid in sorted(self._messages)]
+        """What the last sync() saw, in UID order (the same list object until something changes)."""
+        if self._ordered is None:
+            self._ordered = [self._messages[uid] for uid in sorted(self._messages)]
+        return self._ordered
+
+    def _changed(self) -> None:
+        self._ordered = None
+        self.generation += 1
 
     def get(self, uid: int) -> MessageInfo | None:
         return self._messages.get(uid)
@@ -128,15 +154,40 @@ class Folder:
     def sync(self, *, move_new: bool = True) -> list[MessageInfo]:
         """See what changed on disk; assign UIDs to new messages (see the module docstring)."""
         try:
+            started = time.time()
+            marks = self._folder_marks()
+            if self._unchanged(marks, move_new):
+                return self.messages
             uidlist = self._load()
             found = self._scan()
             if uidlist is None or self._differs(uidlist, found, move_new):
                 uidlist = self._locked_sync(move_new)
+                marks = self._folder_marks()
             else:
                 self._build(uidlist, found)
+            # Directory times tick coarsely: a change in the tick of our scan would not move
+            # them, so only times well before the scan are trusted next time (Dovecot's rule).
+            self._marks = marks if _settled(marks, started) else None
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
         return self.messages
+
+    def _folder_marks(self) -> tuple[object, ...]:
+        """Change times of new/, cur/, the uidlist and the keywords file."""
+        marks: list[object] = []
+        for name in ("new", "cur", UIDLIST_NAME, KEYWORDS_NAME):
+            try:
+                st = os.stat(self.path / name)
+                marks.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                marks.append(None)
+        return tuple(marks)
+
+    def _unchanged(self, marks: tuple[object, ...], move_new: bool) -> bool:
+        """Nothing on disk moved since the last full scan (and nothing waits in new/ to move)."""
+        if self._marks is None or marks != self._marks or self._uidlist is None:
+            return False
+        return not (move_new and self._has_new)
 
     def _load(self) -> UidList | None:
         current = stamp(self.path)
@@ -154,8 +205,8 @@ class Folder:
             except FileNotFoundError:
                 continue
             for name in names:
-                if not name.startswith("."):
-                    found[parse_name(name).base] = (sub, name)
+                if name[:1] != ".":
+                    found[name.partition(INFO_SEPARATOR)[0]] = (sub, name)  # parse_name's base, inline
         return found
 
     @staticmethod
@@ -213,34 +264,40 @@ class Folder:
         return ext
 
     def _build(self, uidlist: UidList, found: dict[str, tuple[str, str]]) -> None:
+        """MessageInfo for each listed file; unchanged ones are reused, not rebuilt."""
+        keywords_before = self.keywords.stamp
         self.keywords.load()
+        previous = self._messages if self.keywords.stamp == keywords_before else {}
+        validity = uidlist.uidvalidity
         messages: dict[int, MessageInfo] = {}
+        has_new = False
         for base, record in uidlist.records.items():
             where = found.get(base)
             if where is None:
                 continue
             sub, name = where
-            size = size_from_name(base)
+            has_new = has_new or sub == "new"
+            old = previous.get(record.uid)
+            if (old is not None and old.filename == name and old.subdir == sub
+                    and old.base == base and old.uidvalidity == validity):
+                messages[record.uid] = old
+                continue
+            size, vsize = sizes_from_base(base)
+            ext = record.ext
             if size is None:
-                size = int(record.ext.get("S", "0") or 0)
-            vsize = vsize_from_name(base)
+                size = int(ext.get("S", "0") or 0)
             if vsize is None:
-                vsize = int(record.ext.get("W", "0") or 0) or size
-            parsed = parse_name(name)
-            order = record.ext.get("O", "")
-            messages[record.uid] = MessageInfo(
-                uid=record.uid,
-                base=base,
-                filename=name,
-                subdir=sub,
-                size=size,
-                vsize=vsize,
-                flags=letters_to_flags(parsed.letters),
-                keywords=self.keywords.letters_to_names(parsed.letters),
-                pop3_uidl=record.ext.get("P") or POP3_UIDL_FORMAT.format(uid=record.uid, uidvalidity=uidlist.uidvalidity),
-                pop3_order=int(order) if order.isdigit() else None,
-            )
-        self._messages = messages
+                vsize = int(ext.get("W", "0") or 0) or size
+            letters = name.partition(INFO_SEPARATOR)[2].partition(",")[0]  # parse_name's letters, inline
+            order = ext.get("O", "") if ext else ""
+            messages[record.uid] = MessageInfo(  # positional: this loop runs once per message
+                record.uid, base, name, sub, size, vsize, letters_to_flags(letters),
+                self.keywords.letters_to_names(letters), validity,
+                ext.get("P", "") if ext else "", int(order) if order.isdigit() else None)
+        if messages != self._messages:
+            self._messages = messages
+            self._changed()
+        self._has_new = has_new
 
     # --------------------------------------------------------------- messages
     def _locate(self, info: MessageInfo) -> Path | None:
@@ -305,11 +362,11 @@ class Folder:
                     name = build_name(info.base, "".join(letters), parsed.extra)
                     if path.parent.name != "cur" or name != path.name:
                         os.rename(path, self.path / "cur" / name)
-                    new = MessageInfo(info.uid, info.base, name, "cur", info.size, info.vsize,
-                                      letters_to_flags("".join(letters)),
-                                      self.keywords.letters_to_names("".join(letters)),
-                                      info.pop3_uidl, info.pop3_order)
+                    new = dataclasses.replace(info, filename=name, subdir="cur",
+                                              flags=letters_to_flags("".join(letters)),
+                                              keywords=self.keywords.letters_to_names("".join(letters)))
                     self._messages[uid] = new
+                    self._changed()
                     updated.append(new)
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
@@ -322,6 +379,8 @@ class Folder:
             with locked(self.path, clock=self.clock) as lock:
                 for uid in uids:
                     info = self._messages.pop(uid, None)
+                    if info is not None:
+                        self._changed()
                     path = self._locate(info) if info is not None else None
                     if info is None or path is None:
                         continue
@@ -337,6 +396,7 @@ class Folder:
             _fsync_dir(self.path / "cur")
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
+        self.cache.forget(removed.values())
         return list(removed)
 
     def append(self, data: bytes, *, flags: Iterable[str] = (), keywords: Iterable[str] = (),
@@ -375,6 +435,14 @@ class Folder:
         self._build(uidlist, {**{i.base: (i.subdir, i.filename) for i in self._messages.values()}, base: ("cur", name)})
         info = self._messages[record.uid]
         return info
+
+
+SETTLE_NS = 2_000_000_000  # directory times this far before a scan are trusted to have moved since
+
+
+def _settled(marks: tuple[object, ...], started: float) -> bool:
+    limit = int(started * 1e9) - SETTLE_NS
+    return all(m is None or m[1] < limit for m in marks)  # type: ignore[index]
 
 
 def _fsync_dir(path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -96,14 +97,26 @@ def parse(text: str) -> UidList:
         validity, next_uid = int(header_ext.pop("V")), int(header_ext.pop("N"))
     result = UidList(validity, next_uid, header_ext)
     last = 0
+    records = result.records
+    v3 = words[0] == "3"
     for line in lines[1:]:
-        record = _parse_record(line, v3=words[0] == "3")
+        if v3 and (simple := _SIMPLE_V3.fullmatch(line)) is not None:  # "<uid> :<name>", most records
+            uid = int(simple[1])
+            if last < uid <= MAX_UID:
+                last = uid
+                filename = simple[2]
+                records[filename.partition(":")[0]] = UidRecord(uid, filename, {})
+            continue
+        record = _parse_record(line, v3=v3)
         if record is None or record.uid <= last:
             continue  # Dovecot requires ascending UIDs; a record out of order is corrupt
         last = record.uid
-        result.records[record.base] = record
+        records[record.base] = record
     result.next_uid = max(result.next_uid, last + 1)
     return result
+
+
+_SIMPLE_V3 = re.compile(r"([1-9][0-9]{0,9}) :([^/\n]+)")
 
 
 def _parse_record(line: str, *, v3: bool) -> UidRecord | None:

@@ -1,0 +1,155 @@
+"""A folder's persistent summary cache: what FETCH needs without opening message files.
+
+A message's content never changes once it is in a Maildir, so anything computed from
+it (IMAP ENVELOPE, BODY and BODYSTRUCTURE, INTERNALDATE) can be computed once and kept,
+keyed by the file name's base, which also never changes. This is what Dovecot's
+`dovecot.index.cache` is for; without it, `UID FETCH 1:* (ENVELOPE)` on a folder of
+10,000 messages reads and parses 10,000 files.
+
+The cache is one SQLite file per folder (`mailroom.cache`, beside `dovecot-uidlist`;
+Dovecot ignores it, so a mailbox moved back loses nothing). SQLite because several
+sessions and delivery processes share a folder and it already does safe concurrent
+writers; the journal is the default rollback one, not WAL, because WAL needs shared
+memory that a mail root on NFS does not give.
+
+It is only a cache: any SQLite error (locked too long, disk full, a damaged file) is
+a miss, never a failed command. A file that is not a database is moved aside and
+started afresh. Rows of messages expunged behind our back are pruned when they
+outnumber the live ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+CACHE_NAME = "mailroom.cache"
+BUSY_TIMEOUT = 2.0  # seconds a writer waits for another; then the write is skipped
+SCHEMA = "CREATE TABLE IF NOT EXISTS summary (field TEXT NOT NULL, base TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (field, base)) WITHOUT ROWID"
+FLUSH_EVERY = 1000  # pending rows written in one transaction at most
+PRUNE_SLACK = 100  # orphan rows tolerated before pruning
+
+
+class SummaryCache:
+    """One folder's cache, opened on first use; `get` and `put` never raise."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / CACHE_NAME
+        self._db: sqlite3.Connection | None = None
+        self._loaded: dict[str, dict[str, bytes]] = {}
+        self._pending: list[tuple[str, str, bytes]] = []
+        self.broken = False  # after an error we stop trying for this session
+
+    # ------------------------------------------------------------------ reads
+    def field(self, name: str) -> dict[str, bytes]:
+        """Every cached value of one field, by base (loaded once per session)."""
+        values = self._loaded.get(name)
+        if values is None:
+            values = {}
+            db = self._open()
+            if db is not None:
+                try:
+                    values = {base: bytes(value) for base, value in
+                              db.execute("SELECT base, value FROM summary WHERE field = ?", (name,))}
+                except sqlite3.Error:
+                    self._fail()
+            self._loaded[name] = values
+        return values
+
+    def get(self, name: str, base: str) -> bytes | None:
+        return self.field(name).get(base)
+
+    # ----------------------------------------------------------------- writes
+    def put(self, name: str, base: str, value: bytes) -> None:
+        """Remember a computed value; written by `flush()` (or when many are pending)."""
+        self.field(name)[base] = value
+        if not self.broken:
+            self._pending.append((name, base, value))
+            if len(self._pending) >= FLUSH_EVERY:
+                self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        db = self._open()
+        if db is None:
+            return
+        self._write(db, "INSERT OR REPLACE INTO summary (field, base, value) VALUES (?, ?, ?)", pending)
+
+    def forget(self, bases: Iterable[str]) -> None:
+        """Drop the rows of expunged messages."""
+        gone = [(base,) for base in bases]
+        for values in self._loaded.values():
+            for (base,) in gone:
+                values.pop(base, None)
+        db = self._open(create=False)
+        if db is None or not gone:
+            return
+        self._write(db, "DELETE FROM summary WHERE base = ?", gone)
+
+    def prune(self, live: set[str], name: str) -> None:
+        """Forget rows of messages that are gone, when they clearly outnumber the live ones."""
+        values = self.field(name)
+        if len(values) <= len(live) + PRUNE_SLACK:
+            return
+        self.forget([base for base in values if base not in live])
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    # -------------------------------------------------------------- internals
+    def _open(self, *, create: bool = True) -> sqlite3.Connection | None:
+        if self._db is not None or self.broken:
+            return self._db
+        if not create and not self.path.exists():
+            return None
+        try:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                 check_same_thread=False)
+            try:
+                db.execute(SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    raise
+                self._set_aside()
+                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute(SCHEMA)
+            with contextlib.suppress(OSError):
+                os.chmod(self.path, 0o600)
+        except (sqlite3.Error, OSError):
+            self._fail()
+            return None
+        self._db = db
+        return db
+
+    def _write(self, db: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """All rows in one transaction (one journal write, not one per row)."""
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error:
+            self._fail()
+
+    def _set_aside(self) -> None:
+        """A damaged cache is renamed (kept for a look), never trusted."""
+        with contextlib.suppress(OSError):
+            os.replace(self.path, self.path.with_name(f"{CACHE_NAME}.broken"))
+
+    def _fail(self) -> None:
+        self.broken = True
+        self._pending.clear()

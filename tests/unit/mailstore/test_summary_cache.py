@@ -1,0 +1,137 @@
+"""The folder's summary cache and the unchanged-folder fast path: FETCH without files, safely."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mailroom.imap import mime
+from mailroom.mailstore.cache import CACHE_NAME, SummaryCache
+from mailroom.mailstore.imap_backend import MaildirBackend
+from mailroom.mailstore.maildir import deliver_to_maildir, mailbox_path
+from mailroom.mailstore.store import Folder, MaildirStore
+
+MSG = b"From: Lisa <lisa@example.com>\nTo: john@example.org\nSubject: hello\n\nbody\n"
+PAST = time.time() - 3600
+
+
+def deliver(maildir: Path, data: bytes = MSG) -> Path:
+    return deliver_to_maildir(maildir, data, hostname="mx")
+
+
+def age(maildir: Path) -> None:
+    """Make the folder look untouched for an hour, so its directory times are trusted."""
+    for entry in ("new", "cur", "dovecot-uidlist"):
+        if (maildir / entry).exists():
+            os.utime(maildir / entry, (PAST, PAST))
+
+
+@pytest.fixture
+def maildir(tmp_path: Path) -> Path:
+    return mailbox_path(tmp_path, "john@example.org")
+
+
+def test_values_persist_across_sessions_and_forget_drops_them(tmp_path: Path) -> None:
+    first = SummaryCache(tmp_path)
+    first.put("ENVELOPE", "base1", b"(env)")
+    first.put("ENVELOPE", "base2", b"(env2)")
+    first.close()
+    second = SummaryCache(tmp_path)
+    assert second.field("ENVELOPE") == {"base1": b"(env)", "base2": b"(env2)"}
+    second.forget(["base1"])
+    assert SummaryCache(tmp_path).field("ENVELOPE") == {"base2": b"(env2)"}
+
+
+def test_a_damaged_cache_is_set_aside_never_trusted(tmp_path: Path) -> None:
+    (tmp_path / CACHE_NAME).write_bytes(b"this is not a database at all" * 100)
+    cache = SummaryCache(tmp_path)
+    assert cache.get("ENVELOPE", "base1") is None
+    cache.put("ENVELOPE", "base1", b"(env)")
+    cache.close()
+    assert (tmp_path / f"{CACHE_NAME}.broken").exists()
+    assert SummaryCache(tmp_path).get("ENVELOPE", "base1") == b"(env)"
+
+
+def test_an_unwritable_cache_is_a_miss_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / CACHE_NAME).mkdir()  # cannot be opened as a database
+    cache = SummaryCache(tmp_path)
+    assert cache.get("ENVELOPE", "b") is None
+    cache.put("ENVELOPE", "b", b"(env)")
+    cache.close()
+    assert cache.broken
+    assert cache.get("ENVELOPE", "b") == b"(env)"  # kept for this session at least
+
+
+def test_a_second_session_fetches_summaries_without_opening_files(maildir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(3):
+        deliver(maildir)
+    first = MaildirBackend(MaildirStore(maildir)).open("INBOX")
+    metas = first.sync()
+    expected = {m.uid: mime.envelope(mime.parse(first.read(m.uid) or b"").headers) for m in metas}
+    for m in metas:
+        assert first.summary(m.uid, "ENVELOPE", lambda u=m.uid: expected[u]) == expected[m.uid]  # type: ignore[misc]
+        first.internal_date(m.uid)
+    first.sync()  # end of the command: the summaries are written
+
+    def no_files(self: Folder, uid: int) -> bytes:
+        raise AssertionError("a message file was opened")
+
+    monkeypatch.setattr(Folder, "read", no_files)
+    monkeypatch.setattr(Folder, "internal_date", no_files)
+    second = MaildirBackend(MaildirStore(maildir)).open("INBOX")
+    for m in second.sync():
+        assert second.summary(m.uid, "ENVELOPE", lambda: b"recomputed") == expected[m.uid]
+        assert second.internal_date(m.uid) > 0
+
+
+def test_expunge_forgets_the_summaries(maildir: Path) -> None:
+    deliver(maildir)
+    mailbox = MaildirBackend(MaildirStore(maildir)).open("INBOX")
+    (meta,) = mailbox.sync()
+    mailbox.summary(meta.uid, "ENVELOPE", lambda: b"(env)")
+    mailbox.sync()
+    assert SummaryCache(maildir).field("ENVELOPE")
+    mailbox.expunge([meta.uid])
+    assert SummaryCache(maildir).field("ENVELOPE") == {}
+
+
+def test_an_unchanged_folder_is_not_listed_again(maildir: Path) -> None:
+    deliver(maildir)
+    folder = MaildirStore(maildir).folder()
+    folder.sync()
+    age(maildir)
+    listed = folder.sync()  # a full scan, now with trusted directory times
+    generation = folder.generation
+    assert folder.sync() is listed
+    assert folder.generation == generation
+
+
+def test_changes_after_the_fast_path_are_still_seen(maildir: Path) -> None:
+    deliver(maildir)
+    folder = MaildirStore(maildir).folder()
+    folder.sync()
+    age(maildir)
+    folder.sync()
+    deliver(maildir)  # new/ gets a new entry: its time moves
+    assert len(folder.sync()) == 2
+    age(maildir)
+    folder.sync()
+    other = MaildirStore(maildir).folder()  # another session renames a file to flag it
+    other.sync()
+    other.store_flags([1], add={"\\Flagged"})
+    assert "\\Flagged" in (folder.sync()[0].flags)
+
+
+def test_recent_directory_times_are_not_trusted(maildir: Path) -> None:
+    """A change in the same clock tick as the scan would not move the time: scan again."""
+    deliver(maildir)
+    folder = MaildirStore(maildir).folder()
+    folder.sync()
+    (name,) = os.listdir(maildir / "cur")
+    before = os.stat(maildir / "cur").st_mtime_ns
+    os.rename(maildir / "cur" / name, maildir / "cur" / (name + "S"))
+    os.utime(maildir / "cur", ns=(before, before))  # as if in the same tick
+    assert "\\Seen" in folder.sync()[0].flags
