@@ -1,5 +1,8 @@
 """getmail6 (Debian's POP3 client) against the POP3 adapter: POP3S, UIDL memory, delete.
 
+getmail6 has no STLS for POP3 (its retrievers are plain or implicit TLS), so STLS on the
+pop3 listener is tested with fetchmail in test_fetchmail.py.
+
 Needs `apt-get install -y getmail6`; skips with a reason when it is absent.
 """
 
