@@ -53,6 +53,7 @@ class ImapService:
     auth_backend: AuthBackend
     tls_context: Callable[[], ssl.SSLContext | None]
     hostname: str = "localhost"
+    mail_nfs_storage: bool = False  # list folders at every look (NFS caches directory times)
     timeout: float = DEFAULT_TIMEOUT  # imap_timeout
     auth_failure_delay: float = DEFAULT_AUTH_FAILURE_DELAY
     disable_plaintext_auth: bool = True
@@ -184,7 +185,7 @@ class ImapSession(LoginSession):
         user = outcome.username or event.username
         try:
             backend = await asyncio.to_thread(MaildirBackend.for_user, service.mailbox_base, user,
-                                              hostname=service.hostname,
+                                              hostname=service.hostname, nfs=service.mail_nfs_storage,
                                               quota_limit=lambda: service.quota_lookup(user))
         except (StoreError, UidListError, UnsafeAddress, OSError) as exc:
             log.error("%s: user=<%s>: cannot open the mailbox: %s", self.who, user, exc)

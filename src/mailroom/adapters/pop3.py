@@ -57,6 +57,7 @@ class Pop3Service:
     auth_backend: AuthBackend
     tls_context: Callable[[], ssl.SSLContext | None]  # the current context, None = no TLS
     hostname: str = "localhost"
+    mail_nfs_storage: bool = False  # list folders at every look (NFS caches directory times)
     timeout: float = DEFAULT_TIMEOUT
     auth_failure_delay: float = DEFAULT_AUTH_FAILURE_DELAY
     disable_plaintext_auth: bool = True
@@ -179,7 +180,8 @@ class Pop3Session(LoginSession):
             return
         user = outcome.username or event.username
         def open_inbox() -> tuple[Folder, list[MessageInfo]]:
-            folder = MaildirStore.for_user(service.mailbox_base, user, hostname=service.hostname).folder()
+            folder = MaildirStore.for_user(service.mailbox_base, user, hostname=service.hostname,
+                                           nfs=service.mail_nfs_storage).folder()
             return folder, folder.sync()
 
         try:

@@ -156,10 +156,10 @@ class MaildirBackend:
     @classmethod
     def for_user(cls, base: Path, address: str, *, hostname: str | None = None,
                  clock: Callable[[], float] | None = None,
-                 quota_limit: Callable[[], int] = _unlimited) -> MaildirBackend:
+                 quota_limit: Callable[[], int] = _unlimited, nfs: bool = False) -> MaildirBackend:
         """Open (and on first login, prepare) a user's store: INBOX, Sent, Drafts, Junk, Trash."""
-        store = (MaildirStore.for_user(base, address, hostname=hostname) if clock is None
-                 else MaildirStore.for_user(base, address, hostname=hostname, clock=clock))
+        store = (MaildirStore.for_user(base, address, hostname=hostname, nfs=nfs) if clock is None
+                 else MaildirStore.for_user(base, address, hostname=hostname, clock=clock, nfs=nfs))
         store.folder()  # INBOX
         existing = set(store.list_folders())
         created = [name for name in AUTO_FOLDERS if name not in existing]

@@ -106,8 +106,9 @@ class Folder:
     """One Maildir folder (INBOX or a `.Folder`)."""
 
     def __init__(self, path: Path, name: str, *, clock: Callable[[], float] = time.time,
-                 hostname: str | None = None) -> None:
+                 hostname: str | None = None, trust_dir_times: bool = True) -> None:
         self.path = path
+        self.trust_dir_times = trust_dir_times  # False on NFS: attribute caches hide changes
         self.name = name
         self.clock = clock
         self.hostname = hostname or socket.gethostname()
@@ -167,7 +168,7 @@ class Folder:
                 self._build(uidlist, found)
             # Directory times tick coarsely: a change in the tick of our scan would not move
             # them, so only times well before the scan are trusted next time (Dovecot's rule).
-            self._marks = marks if _settled(marks, started) else None
+            self._marks = marks if self.trust_dir_times and _settled(marks, started) else None
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
         return self.messages
@@ -466,16 +467,17 @@ class MaildirStore:
     """A user's Maildir: `Maildir/` is INBOX, `Maildir/.<name>/` the other folders."""
 
     def __init__(self, maildir: Path, *, clock: Callable[[], float] = time.time,
-                 hostname: str | None = None) -> None:
+                 hostname: str | None = None, nfs: bool = False) -> None:
         self.root = maildir
         self.clock = clock
         self.hostname = hostname or socket.gethostname()
+        self.nfs = nfs  # mail_nfs_storage
 
     @classmethod
     def for_user(cls, base: Path, address: str, *, clock: Callable[[], float] = time.time,
-                 hostname: str | None = None) -> MaildirStore:
+                 hostname: str | None = None, nfs: bool = False) -> MaildirStore:
         """The store of `address` under virtual_mailbox_base (raises UnsafeAddress)."""
-        return cls(mailbox_path(base, address), clock=clock, hostname=hostname)
+        return cls(mailbox_path(base, address), clock=clock, hostname=hostname, nfs=nfs)
 
     def _path(self, name: str) -> Path:
         if name.upper() == INBOX:
@@ -489,7 +491,8 @@ class MaildirStore:
             self._make(path, marker=name.upper() != INBOX)
         elif not (path / "cur").is_dir():
             raise StoreError(f"no such folder: {name}")
-        return Folder(path, INBOX if name.upper() == INBOX else name, clock=self.clock, hostname=self.hostname)
+        return Folder(path, INBOX if name.upper() == INBOX else name, clock=self.clock, hostname=self.hostname,
+                      trust_dir_times=not self.nfs)
 
     def list_folders(self) -> list[str]:
         names = [INBOX]

@@ -265,6 +265,7 @@ class Runtime:
         self.imap.timeout = float(config["imap_timeout"])
         self.imap.auth_failure_delay = float(config["smtpd_error_sleep_time"])
         self.imap.disable_plaintext_auth = bool(config["disable_plaintext_auth"])
+        self.imap.mail_nfs_storage = bool(config["mail_nfs_storage"])
 
     async def _start_imap(self) -> None:
         imap, imaps = self.config["imap_listen"], self.config["imaps_listen"]
@@ -284,6 +285,7 @@ class Runtime:
         self.pop3.timeout = float(config["pop3_timeout"])
         self.pop3.auth_failure_delay = float(config["smtpd_error_sleep_time"])
         self.pop3.disable_plaintext_auth = bool(config["disable_plaintext_auth"])
+        self.pop3.mail_nfs_storage = bool(config["mail_nfs_storage"])
 
     async def _start_pop3(self) -> None:
         pop3, pop3s = self.config["pop3_listen"], self.config["pop3s_listen"]

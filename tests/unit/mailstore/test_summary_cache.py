@@ -135,3 +135,18 @@ def test_recent_directory_times_are_not_trusted(maildir: Path) -> None:
     os.rename(maildir / "cur" / name, maildir / "cur" / (name + "S"))
     os.utime(maildir / "cur", ns=(before, before))  # as if in the same tick
     assert "\\Seen" in folder.sync()[0].flags
+
+
+@pytest.mark.parametrize("nfs", [False, True])
+def test_mail_nfs_storage_lists_at_every_look(maildir: Path, nfs: bool) -> None:
+    """NFS clients cache directory times: a stale time must not hide a change there."""
+    deliver(maildir)
+    folder = MaildirStore(maildir, nfs=nfs).folder()
+    folder.sync()
+    age(maildir)
+    folder.sync()
+    (name,) = os.listdir(maildir / "cur")
+    os.rename(maildir / "cur" / name, maildir / "cur" / (name + "S"))
+    age(maildir)  # the time a client with a stale attribute cache would see
+    seen = "\\Seen" in folder.sync()[0].flags
+    assert seen is nfs  # without mail_nfs_storage the trusted time hides it (local disks never lie so)
