@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 
@@ -28,8 +29,14 @@ def plist(items: Iterable[bytes]) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
-def flag_list(flags: Iterable[str]) -> bytes:
-    return plist(f.encode("utf-8") for f in sorted(flags))
+_FLAG_ORDER = {f: i for i, f in enumerate(("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent"))}
+
+
+@functools.lru_cache(maxsize=4096)
+def flag_list(flags: frozenset[str]) -> bytes:
+    """System flags in Dovecot's order, then keywords sorted; cached, as a folder has few
+    distinct flag sets and FETCH 1:* FLAGS asks for thousands."""
+    return plist(f.encode("utf-8") for f in sorted(flags, key=lambda f: (_FLAG_ORDER.get(f, len(_FLAG_ORDER)), f)))
 
 
 def internal_date(stamp: float) -> bytes:

@@ -61,6 +61,7 @@ from mailroom.sasl.mechanisms import Credentials as SaslCredentials
 from mailroom.wire.errors import LocalProtocolError
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_RECENT = frozenset({"\\Recent"})
 _SYSTEM_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
 PRE_LOGIN_CAPS = ("IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "LITERAL+")
 CAPABILITIES = ("IMAP4rev1", "SASL-IR", "LOGIN-REFERRALS", "ID", "ENABLE", "IDLE", "UNSELECT",
@@ -533,15 +534,14 @@ class ServerConnection:
             for uid in new:
                 self.uids.append(uid)
                 self.meta[uid] = current[uid]
-                self.recent.add(uid)
+                if current[uid].recent:
+                    self.recent.add(uid)
             self._line(f"* {len(self.uids)} EXISTS")
             self._line(f"* {len(self.recent)} RECENT")
 
     def _flags_of(self, uid: int) -> bytes:
-        flags = set(self.meta[uid].flags)
-        if uid in self.recent:
-            flags.add("\\Recent")
-        return flag_list(flags)
+        flags = self.meta[uid].flags
+        return flag_list(flags | _RECENT if uid in self.recent else flags)
 
     def _unselect(self) -> None:
         self.mailbox = None
@@ -555,7 +555,7 @@ class ServerConnection:
             raise _Bad("Invalid arguments.")
         name = _mailbox_name(command.args[0])
         self._unselect()  # RFC 3501 §6.3.1: a failed SELECT leaves no mailbox selected
-        mailbox = self._backend().open(name)
+        mailbox = self._backend().open(name, readonly=command.name == "EXAMINE")
         messages = mailbox.sync()
         self.mailbox, self.readonly = mailbox, command.name == "EXAMINE"
         self.state = State.SELECTED
@@ -570,7 +570,8 @@ class ServerConnection:
         else:
             self._line(f"* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.")
         self._line(f"* {len(self.uids)} EXISTS")
-        self._line("* 0 RECENT")
+        self.recent = {m.uid for m in messages if m.recent}
+        self._line(f"* {len(self.recent)} RECENT")
         unseen = next((i + 1 for i, uid in enumerate(self.uids) if "\\Seen" not in self.meta[uid].flags), None)
         if unseen is not None:
             self._line(f"* OK [UNSEEN {unseen}] First unseen.")

@@ -28,8 +28,8 @@ INTERNALDATE = "INTERNALDATE"  # summary cache field: the file's mtime, as text
 AUTO_FOLDERS = tuple(sorted(SPECIAL_USE))  # created and subscribed on first login
 
 
-def _meta(info: MessageInfo) -> MessageMeta:
-    return MessageMeta(info.uid, info.vsize, info.flags | info.keywords)
+def _meta(info: MessageInfo, recent: bool) -> MessageMeta:
+    return MessageMeta(info.uid, info.vsize, info.flags | info.keywords, recent)
 
 
 @contextmanager
@@ -52,9 +52,10 @@ def _errors() -> Iterator[None]:
 
 
 class MaildirMailbox:
-    def __init__(self, backend: MaildirBackend, folder: Folder) -> None:
+    def __init__(self, backend: MaildirBackend, folder: Folder, *, readonly: bool = False) -> None:
         self.backend = backend
         self.folder = folder
+        self.readonly = readonly  # EXAMINE: leave new/ alone, so \Recent stays for the next SELECT
         self.name = folder.name
         self._generation = -1
         self._known: dict[int, tuple[MessageInfo, MessageMeta]] = {}  # MessageMeta built once per MessageInfo
@@ -71,13 +72,13 @@ class MaildirMailbox:
     def sync(self) -> list[MessageMeta]:
         """The folder now; the same list object while nothing changed (the core skips work then)."""
         self.folder.cache.flush()  # summaries computed by the last command
-        messages = self.folder.sync()
+        messages = self.folder.sync(move_new=not self.readonly)
         if self.folder.generation != self._generation:
-            known = self._known
+            known, claimed = self._known, self.folder.claimed
             fresh: dict[int, tuple[MessageInfo, MessageMeta]] = {}
             for info in messages:
                 seen = known.get(info.uid)
-                fresh[info.uid] = seen if seen is not None and seen[0] is info else (info, _meta(info))
+                fresh[info.uid] = seen if seen is not None and seen[0] is info else (info, _meta(info, info.base in claimed or info.subdir == "new"))
             self._known = fresh
             self._listed = [meta for _, meta in fresh.values()]
             self._generation = self.folder.generation
@@ -122,7 +123,7 @@ class MaildirMailbox:
 
         updated = self.folder.store_flags(list(uids), add=system(add), remove=system(remove),
                                           add_keywords=keywords(add), remove_keywords=keywords(remove))
-        return [_meta(m) for m in updated]
+        return [_meta(m, m.base in self.folder.claimed) for m in updated]
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         return self.folder.expunge(list(uids))
@@ -209,9 +210,9 @@ class MaildirBackend:
                 raise MailboxError("Renaming INBOX isn't supported.", "CANNOT")
             folders.rename_folder(self.store, old, new)
 
-    def open(self, name: str) -> MaildirMailbox:
+    def open(self, name: str, *, readonly: bool = False) -> MaildirMailbox:
         with _errors():
-            return MaildirMailbox(self, self.store.folder(name))
+            return MaildirMailbox(self, self.store.folder(name), readonly=readonly)
 
     def status(self, name: str) -> Status:
         with _errors():

@@ -119,6 +119,9 @@ class Folder:
         self._ordered: list[MessageInfo] | None = None  # _messages in UID order, built on demand
         self._marks: tuple[object, ...] | None = None  # what the folder looked like at the last scan
         self._has_new = False  # some message still sits in new/
+        # Bases this Folder moved from new/ to cur/. Only one session can move a file, so
+        # these are the messages that are \Recent here and nowhere else (RFC 3501 §2.3.2).
+        self.claimed: set[str] = set()
         self.generation = 0  # bumped whenever the message list changes: callers may reuse views
         self.cache = SummaryCache(path)
 
@@ -229,6 +232,7 @@ class Folder:
                         with contextlib.suppress(FileNotFoundError):
                             os.rename(self.path / "new" / name, self.path / "cur" / target)
                             found[base] = ("cur", target)
+                            self.claimed.add(base)
             for base in [b for b in uidlist.records if b not in found]:
                 del uidlist.records[base]  # expunged (by us, another session or a MUA)
             for base in sorted((b for b in found if b not in uidlist.records), key=_delivery_order):

@@ -16,6 +16,7 @@ class Stored:
     data: bytes
     flags: frozenset[str]
     date: float = DATE
+    recent: bool = True  # no session has seen it yet (the Maildir's new/)
 
 
 @dataclass
@@ -32,9 +33,11 @@ class Box:
 
 
 class MemoryMailbox:
-    def __init__(self, backend: MemoryBackend, name: str) -> None:
+    def __init__(self, backend: MemoryBackend, name: str, readonly: bool = False) -> None:
         self.backend = backend
         self.name = name
+        self.readonly = readonly
+        self.claimed: set[int] = set()
 
     @property
     def box(self) -> Box:
@@ -49,7 +52,13 @@ class MemoryMailbox:
         return self.box.uidnext
 
     def sync(self) -> list[MessageMeta]:
-        return [MessageMeta(m.uid, len(m.data), m.flags) for m in self.box.messages]
+        """The first session to look claims \\Recent, as the Maildir store's move out of new/."""
+        for m in self.box.messages:
+            if m.recent and not self.readonly:
+                m.recent = False
+                self.claimed.add(m.uid)
+        return [MessageMeta(m.uid, len(m.data), m.flags, m.uid in self.claimed or m.recent)
+                for m in self.box.messages]
 
     def _get(self, uid: int) -> Stored | None:
         return next((m for m in self.box.messages if m.uid == uid), None)
@@ -129,10 +138,10 @@ class MemoryBackend:
             raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
         self.boxes[new] = self.boxes.pop(old)
 
-    def open(self, name: str) -> MemoryMailbox:
+    def open(self, name: str, *, readonly: bool = False) -> MemoryMailbox:
         if name not in self.boxes:
             raise MailboxError(f"Mailbox doesn't exist: {name}", "NONEXISTENT")
-        return MemoryMailbox(self, name)
+        return MemoryMailbox(self, name, readonly)
 
     def status(self, name: str) -> Status:
         box = self.open(name).box
