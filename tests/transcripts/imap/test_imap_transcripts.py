@@ -1,20 +1,17 @@
 """Run every IMAP *.dialog against the sans-IO core, fed whole, per line and per byte.
 
-Line prefixes (see README.md): `@ name=value` (ImapSettings), `B: text` (a message in
-INBOX, escaped, CRLF), `C:`/`R:` (client line / raw bytes), `S:` (expected server line),
-`A: login|reject|reject temporary` (answer to Credentials), `T:` (STARTTLS handshake done).
-All three feedings must give the same bytes (the pipelining and framing guarantee).
+All three feedings must give the same bytes and events (the pipelining and framing
+guarantee). The format and the driver are shared (../dialog.py, ../README.md); IMAP adds
+`B: text` lines, the messages of INBOX (escaped, CRLF) in an in-memory store, and
+answers Credentials with `A: login|reject|reject temporary`; Execute runs on the store.
 """
 
 from __future__ import annotations
 
-import codecs
-import dataclasses
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.transcripts.dialog import Answers, Dialog, Mismatch, Session, find, play, unescape
 from tests.unit.imap.memory_backend import MemoryBackend
 
 from mailroom.imap.events import (
@@ -27,116 +24,40 @@ from mailroom.imap.events import (
 )
 from mailroom.imap.server import ServerConnection
 
-HERE = Path(__file__).parent
-DIALOGS = sorted(HERE.glob("*.dialog"))
+DIALOGS = find(Path(__file__).parent)
 
 
-@dataclass
-class Dialog:
-    settings: ImapSettings
-    messages: list[bytes] = field(default_factory=list)
-    segments: list[bytes] = field(default_factory=lambda: [b""])
-    expected: bytes = b""
-    answers: list[str] = field(default_factory=list)
+class Imap(Session[ServerConnection, Event]):
+    tags = frozenset({"B:"})
+    event_type = Event
+    closed_type = ConnectionClosed
+    need_data = NEED_DATA
 
+    def __init__(self, dialog: Dialog) -> None:
+        super().__init__(dialog)
+        self.conn = ServerConnection(dialog.settings(ImapSettings))
+        self.backend = MemoryBackend()
+        for line in dialog.lines("B:"):
+            self.backend.boxes["INBOX"].add(unescape(line.text))
 
-def _unescape(text: str) -> bytes:
-    return codecs.escape_decode(text.encode("utf-8"))[0]
-
-
-def load(path: Path) -> Dialog:
-    options: dict[str, object] = {}
-    dialog = Dialog(ImapSettings())
-    kinds = {f.name: f.type for f in dataclasses.fields(ImapSettings)}
-    for raw in path.read_text("utf-8").split("\n"):
-        if not raw or raw.startswith("#"):
-            continue
-        tag, body = raw[:2], raw[2:].removeprefix(" ")
-        if tag == "@ ":
-            name, _, value = raw[2:].partition("=")
-            kind = kinds[name.strip()]
-            options[name.strip()] = ({"yes": True, "no": False}[value] if kind == "bool"
-                                     else int(value) if kind == "int" else value)
-        elif tag == "B:":
-            dialog.messages.append(_unescape(body))
-        elif tag == "C:":
-            dialog.segments[-1] += body.encode("utf-8") + b"\r\n"
-        elif tag == "R:":
-            dialog.segments[-1] += _unescape(body)
-        elif tag == "S:":
-            dialog.expected += body.encode("utf-8") + b"\r\n"
-        elif tag == "A:":
-            dialog.answers.append(body)
-        elif tag == "T:":
-            dialog.segments.append(b"")
+    def answer(self, event: Event, answers: Answers) -> None:
+        if isinstance(event, Execute):
+            self.conn.execute()
+            if self.conn.last_error is not None:
+                raise Mismatch(f"{self.dialog.name}: {event!r} failed: {self.conn.last_error!r}")
+            return
+        reply = answers.take(event)
+        if isinstance(event, Credentials) and reply == "login":
+            self.conn.accept_login(self.backend)
+        elif isinstance(event, Credentials) and reply in ("reject", "reject temporary"):
+            self.conn.reject_login(temporary=reply == "reject temporary")
         else:
-            raise ValueError(f"{path.name}: bad line {raw!r}")
-    dialog.settings = ImapSettings(**options)  # type: ignore[arg-type]
-    return dialog
-
-
-def run(dialog: Dialog, chunker: Callable[[bytes], Iterator[bytes]]) -> bytes:
-    backend = MemoryBackend()
-    for data in dialog.messages:
-        backend.boxes["INBOX"].add(data)
-    conn = ServerConnection(dialog.settings)
-    out = bytearray(conn.initiate())
-    answers = iter(dialog.answers)
-    closed = False
-
-    def pump() -> None:
-        nonlocal closed
-        while not closed:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                return
-            assert isinstance(event, Event)
-            if isinstance(event, ConnectionClosed):
-                closed = True
-            elif isinstance(event, Credentials):
-                reply = next(answers)
-                if reply == "login":
-                    conn.accept_login(backend)
-                else:
-                    conn.reject_login(temporary=reply == "reject temporary")
-            elif isinstance(event, Execute):
-                conn.execute()
-                assert conn.last_error is None, conn.last_error
-            out.extend(conn.data_to_send())
-
-    for i, segment in enumerate(dialog.segments):
-        if i:
-            conn.tls_started()
-        for chunk in chunker(segment):
-            conn.receive_data(chunk)
-            pump()
-    conn.receive_data(b"")
-    pump()
-    out.extend(conn.data_to_send())
-    assert next(answers, None) is None, "dialog has unused A: answers"
-    return bytes(out)
-
-
-def whole(data: bytes) -> Iterator[bytes]:
-    yield data
-
-
-def per_line(data: bytes) -> Iterator[bytes]:
-    yield from data.splitlines(keepends=True)
-
-
-def per_byte(data: bytes) -> Iterator[bytes]:
-    for i in range(len(data)):
-        yield data[i : i + 1]
+            answers.wrong(event)
 
 
 @pytest.mark.parametrize("path", DIALOGS, ids=[p.stem for p in DIALOGS])
 def test_dialog(path: Path) -> None:
-    dialog = load(path)
-    outputs = [run(dialog, chunker) for chunker in (whole, per_line, per_byte)]
-    assert outputs[0].decode("utf-8", "replace").splitlines() == dialog.expected.decode("utf-8").splitlines()
-    assert outputs[0] == dialog.expected
-    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+    play(path, Imap)
 
 
 def test_every_dialog_is_found() -> None:
