@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Iterable
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MAX_QUOTED = 1024
+_UNQUOTABLE = re.compile(rb"[^\x20-\x7e]")  # CTLs and 8-bit need a literal
 
 
 def string(value: bytes | str | None) -> bytes:
@@ -15,7 +17,7 @@ def string(value: bytes | str | None) -> bytes:
     if value is None:
         return b"NIL"
     data = value.encode("utf-8") if isinstance(value, str) else value
-    if len(data) <= MAX_QUOTED and all(0x20 <= c < 0x7F for c in data):
+    if len(data) <= MAX_QUOTED and not _UNQUOTABLE.search(data):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data
 

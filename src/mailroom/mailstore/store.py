@@ -170,7 +170,7 @@ class Folder:
             else:
                 self._build(uidlist, found)
             # Directory times tick coarsely: a change in the tick of our scan would not move
-            # them, so only times well before the scan are trusted next time (Dovecot's rule).
+            # them, so only times well before the scan are trusted next time (see _settled).
             self._marks = marks if self.trust_dir_times and _settled(marks, started) else None
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
@@ -442,12 +442,18 @@ class Folder:
         return info
 
 
-SETTLE_NS = 2_000_000_000  # directory times this far before a scan are trusted to have moved since
+# A directory time this far before a scan is trusted to move with any later change. A file
+# system with nanosecond times ticks with the kernel clock (a few ms); one that stores whole
+# seconds (its times end in .000000000) needs Dovecot's two seconds.
+SETTLE_NS = 100_000_000
+COARSE_SETTLE_NS = 2_000_000_000
 
 
 def _settled(marks: tuple[object, ...], started: float) -> bool:
-    limit = int(started * 1e9) - SETTLE_NS
-    return all(m is None or m[1] < limit for m in marks)  # type: ignore[index]
+    times = [m[1] for m in marks if m is not None]  # type: ignore[index]
+    coarse = any(t % 1_000_000_000 == 0 for t in times)
+    limit = int(started * 1e9) - (COARSE_SETTLE_NS if coarse else SETTLE_NS)
+    return all(t < limit for t in times)
 
 
 def _fsync_dir(path: Path) -> None:

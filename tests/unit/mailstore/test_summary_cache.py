@@ -150,3 +150,14 @@ def test_mail_nfs_storage_lists_at_every_look(maildir: Path, nfs: bool) -> None:
     age(maildir)  # the time a client with a stale attribute cache would see
     seen = "\\Seen" in folder.sync()[0].flags
     assert seen is nfs  # without mail_nfs_storage the trusted time hides it (local disks never lie so)
+
+
+def test_whole_second_times_need_two_seconds_to_settle() -> None:
+    from mailroom.mailstore.store import _settled
+
+    now = 1_800_000_000.5
+    fine = (None, (1, int((now - 0.5) * 1e9) + 123, 0))
+    coarse = (None, (1, int(now - 1) * 1_000_000_000, 0))
+    assert _settled(fine, now)
+    assert not _settled(coarse, now)  # 1.5 s ago, but the time may hide a later change
+    assert _settled(coarse, now + 1.5)

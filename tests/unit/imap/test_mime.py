@@ -1,0 +1,71 @@
+"""ENVELOPE as RFC 3501 §7.4.2 and §9 spell it, and as Dovecot writes it."""
+
+from __future__ import annotations
+
+from email.utils import getaddresses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailroom.imap import mime
+
+
+def envelope_of(message: bytes) -> bytes:
+    return mime.envelope(mime.parse(mime.to_crlf(message)).headers)
+
+
+def test_address_lists_have_no_space_between_addresses() -> None:
+    env = envelope_of(b"From: a@example.com\nTo: Bob <b@example.org>, c@example.net\n\nbody\n")
+    assert b'(("Bob" NIL "b" "example.org")(NIL NIL "c" "example.net"))' in env  # "(" 1*address ")"
+
+
+def test_raw_utf8_header_bytes_come_back_unchanged() -> None:
+    subject = "Café menu 🍕".encode()
+    env = envelope_of(b"From: a@example.com\nSubject: " + subject + b"\n\nbody\n")
+    assert subject in env
+    assert "\ufffd".encode() not in env
+
+
+def test_missing_fields_are_nil_and_sender_reply_to_default_to_from() -> None:
+    env = envelope_of(b"From: Ann <a@example.com>\n\nbody\n")
+    ann = b'(("Ann" NIL "a" "example.com"))'
+    assert env == b"(NIL NIL " + ann + b" " + ann + b" " + ann + b" NIL NIL NIL NIL NIL)"
+
+
+def test_folded_subject_is_unfolded() -> None:
+    env = envelope_of(b"From: a@example.com\nSubject: one\n two\n\nbody\n")
+    assert b'"one two"' in env
+
+
+_WORD = st.text(alphabet=st.sampled_from("abcXYZ019.-_=?+!#$%&'*/^`{|}~é"), min_size=1, max_size=8)
+_ADDR = st.builds(lambda local, domain: f"{local}@{domain}", _WORD, _WORD)
+_DISPLAY = st.lists(_WORD, min_size=0, max_size=3).map(" ".join)
+_QUOTED = st.text(alphabet=st.sampled_from("ab Z9.,;:<>@()[]é'"), max_size=10).map(lambda t: f'"{t}"')
+_ITEM = st.one_of(
+    _ADDR,
+    st.builds(lambda d, a, sp: f"{d}{sp}<{a}>", st.one_of(_DISPLAY, _QUOTED), _ADDR, st.sampled_from(["", " ", "  "])),
+    st.just(""),  # an empty item: "a@b, , c@d"
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(_ITEM, min_size=1, max_size=4).map(lambda items: ", ".join(items)), min_size=1, max_size=2))
+def test_the_fast_address_parser_agrees_with_getaddresses(values: list[str]) -> None:
+    assert mime.parse_addresses(values) == getaddresses(values)
+
+
+@pytest.mark.parametrize("value", [
+    '"Smith, Bob" <b@example.org>',
+    "undisclosed-recipients:;",
+    "Team: a@example.com, b@example.com;",
+    "b@example.org (Bob)",
+    "<@relay.example:b@example.org>",
+    "b@[192.0.2.1]",
+    "john",
+    '"A" "B" <b@example.org>',
+    '"A" B <b@example.org>',
+    '"esc\\"aped" <b@example.org>',
+])
+def test_anything_not_simple_goes_to_getaddresses(value: str) -> None:
+    assert mime.parse_addresses([value]) == getaddresses([value])
