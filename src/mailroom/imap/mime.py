@@ -52,6 +52,11 @@ _parser = BytesHeaderParser()
 _FOLD = re.compile(r"\r?\n")
 
 
+def parse_headers(data: bytes) -> Message:
+    """The top-level header fields only (what ENVELOPE reads)."""
+    return _parser.parsebytes(split_header(data)[0])
+
+
 def parse(data: bytes, *, default: str = "text/plain", depth: int = 0, budget: list[int] | None = None) -> Part:
     budget = budget if budget is not None else [MAX_PARTS]
     budget[0] -= 1

@@ -28,6 +28,7 @@ import functools
 import re
 from bisect import bisect_left
 from collections.abc import Callable
+from email.message import Message
 from enum import Enum, auto
 from typing import NamedTuple, TypeVar
 
@@ -899,6 +900,16 @@ class ServerConnection:
             assert isinstance(value, mime.Part)
             return value
 
+        def headers() -> Message:
+            """The top-level header alone: ENVELOPE needs no MIME tree."""
+            if "tree" in cache:
+                return tree().headers
+            if "headers" not in cache:
+                cache["headers"] = mime.parse_headers(data())
+            value = cache["headers"]
+            assert isinstance(value, Message)
+            return value
+
         if sets_seen and "\\Seen" not in self.meta[uid].flags:
             data()  # do not mark a vanished message
             for meta in mailbox.store([uid], frozenset({"\\Seen"}), frozenset()):
@@ -916,7 +927,7 @@ class ServerConnection:
             elif item == "INTERNALDATE":
                 out.append(b"INTERNALDATE " + internal_date(mailbox.internal_date(uid)))
             elif item == "ENVELOPE":
-                out.append(b"ENVELOPE " + mailbox.summary(uid, item, lambda: mime.envelope(tree().headers)))
+                out.append(b"ENVELOPE " + mailbox.summary(uid, item, lambda: mime.envelope(headers())))
             elif item in ("BODYSTRUCTURE", "BODY"):
                 out.append(item.encode() + b" " + mailbox.summary(
                     uid, item, functools.partial(_structure, tree, extended=item == "BODYSTRUCTURE")))
