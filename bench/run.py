@@ -9,7 +9,10 @@ Steps (all on 127.0.0.1, free ports, temp directories removed at the end):
 4. Idle connections held against both (server RSS per connection).
 5. Postfix's ``smtp-source`` against mailroom when it is on PATH (a cross-check of
    the generator).
-Prints one line per figure, the mailroom/baseline ratios, then one JSON line.
+6. MAILBOX (bench/mailbox.py): IMAP and POP3 on a generated 10,000-message Maildir,
+   beside a private Dovecot on an identical copy when ``dovecot`` is on PATH.
+Prints one line per figure, the mailroom/baseline and mailroom/Dovecot ratios, then
+one JSON line. ``--only smtp`` or ``--only mailbox`` runs one part.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` from the repo root
 from bench.idle import IdleResult, format_idle, hold_idle, raise_nofile  # noqa: E402
+from bench.mailbox import MailboxBenchError, run_mailbox  # noqa: E402
 from bench.smtp_load import (  # noqa: E402
     LoadConfig,
     LoadResult,
@@ -248,18 +252,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--delivery-timeout", type=float, default=120.0)
     ap.add_argument("--no-baseline", action="store_true", help="skip the sink baseline")
     ap.add_argument("--no-outbound", action="store_true", help="skip the outbound (relay to a sink) figure")
+    ap.add_argument("--only", choices=("smtp", "mailbox"), help="run one part (default: both)")
+    ap.add_argument("--mailbox-messages", type=int, default=10000, help="messages in the IMAP/POP3 mailbox")
+    ap.add_argument("--mailbox-seed", type=int, default=1, help="seed of the generated mailbox")
+    ap.add_argument("--mailbox-runs", type=int, default=3, help="warm runs (best counts) after the cold one")
+    ap.add_argument("--no-dovecot", action="store_true", help="mailbox part without Dovecot's column")
+    ap.add_argument("--mailbox-scheme", default="PLAIN",
+                    help="john's password scheme on both servers (PLAIN, SHA512-CRYPT, ARGON2ID...)")
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run everything; exit 1 with one line when mailroom cannot be benchmarked."""
-    args = parse_args(argv)
-    args.idle = min(args.idle, 10000)
-    raise_nofile(args.idle + args.concurrency + 1000)  # the servers inherit it
-    tmp = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
+def smtp_part(args: argparse.Namespace, tmp: Path, report: dict[str, Any]) -> bool:
+    """Baseline, inbound, idle, outbound, smtp-source; True when mailroom took every message."""
     server: subprocess.Popen[bytes] | None = None
     sink: subprocess.Popen[bytes] | None = None
-    report: dict[str, Any] = {"params": {k: v for k, v in vars(args).items()}}
     try:
         port = free_port()
         server, cfg_dir, log = start_mailroom(tmp, port, max(args.idle, args.concurrency) + 100)
@@ -319,20 +325,53 @@ def main(argv: list[str] | None = None) -> int:
         if code not in (0, None):
             print(f"warning: mailroom exited {code} on SIGTERM; log tail:\n{tail(log, 10)}")
         report["mailroom_exit"] = code
-        print(json.dumps(report, sort_keys=True, default=str))
         ok = mr.accepted == args.messages and mr.e2e_per_s is not None
         if not ok:
             print(f"bench: error: mailroom accepted {mr.accepted}/{args.messages}, "
                   f"delivered {mr.delivered}; log tail:\n{tail(log, 10)}", file=sys.stderr)
+        return ok
+    finally:
+        stop(sink)
+        stop(server)
+
+
+def mailbox_part(args: argparse.Namespace, tmp: Path, report: dict[str, Any]) -> bool:
+    """IMAP and POP3 beside Dovecot; True when mailroom's answers were all correct."""
+    (tmp / "mailbox").mkdir()
+    try:
+        result, ok = run_mailbox(tmp / "mailbox", messages=args.mailbox_messages, seed=args.mailbox_seed,
+                                 runs=max(1, args.mailbox_runs), dovecot=not args.no_dovecot,
+                                 scheme=args.mailbox_scheme)
+    except MailboxBenchError as exc:
+        raise BenchError(str(exc)) from exc
+    report["mailbox"] = result
+    if not ok:
+        print("bench: error: mailroom's IMAP/POP3 answers were wrong or incomplete (see checks above)",
+              file=sys.stderr)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the parts asked for; exit 1 with one line when mailroom cannot be benchmarked."""
+    args = parse_args(argv)
+    args.idle = min(args.idle, 10000)
+    if args.only != "mailbox":
+        raise_nofile(args.idle + args.concurrency + 1000)  # the servers inherit it
+    tmp = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
+    report: dict[str, Any] = {"params": {k: v for k, v in vars(args).items()}}
+    try:
+        ok = True
+        if args.only in (None, "smtp"):
+            ok = smtp_part(args, tmp, report) and ok
+        if args.only in (None, "mailbox"):
+            ok = mailbox_part(args, tmp, report) and ok
+        print(json.dumps(report, sort_keys=True, default=str))
         return 0 if ok else 1
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop(sink)
-        stop(server)
         shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())
