@@ -62,6 +62,25 @@ class SummaryCache:
     def get(self, name: str, base: str) -> bytes | None:
         return self.field(name).get(base)
 
+    def read_one(self, name: str, base: str) -> bytes | None:
+        """One value straight from the file (not loaded with its field); no file, no value."""
+        db = self._open(create=False)
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT value FROM summary WHERE field = ? AND base = ?", (name, base)).fetchone()
+        except sqlite3.Error:
+            self._fail()
+            return None
+        return None if row is None else bytes(row[0])
+
+    def write_one(self, name: str, base: str, value: bytes) -> None:
+        """Write one value now, in its own transaction."""
+        db = self._open()
+        if db is not None:
+            self._write(db, "INSERT OR REPLACE INTO summary (field, base, value) VALUES (?, ?, ?)",
+                        [(name, base, value)])
+
     # ----------------------------------------------------------------- writes
     def put(self, name: str, base: str, value: bytes) -> None:
         """Remember a computed value; written by `flush()` (or when many are pending)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import socket
@@ -122,6 +123,7 @@ class Folder:
         # Bases this Folder moved from new/ to cur/. Only one session can move a file, so
         # these are the messages that are \Recent here and nowhere else (RFC 3501 §2.3.2).
         self.claimed: set[str] = set()
+        self._snapshot_marks: tuple[object, ...] | None = None  # marks of the saved snapshot, when known
         self.generation = 0  # bumped whenever the message list changes: callers may reuse views
         self.cache = SummaryCache(path)
 
@@ -162,6 +164,9 @@ class Folder:
             marks = self._folder_marks()
             if self._unchanged(marks, move_new):
                 return self.messages
+            if self._uidlist is None and self.trust_dir_times and self._restore(marks, move_new):
+                self._marks = marks
+                return self.messages
             uidlist = self._load()
             found = self._scan()
             if uidlist is None or self._differs(uidlist, found, move_new):
@@ -172,6 +177,8 @@ class Folder:
             # Directory times tick coarsely: a change in the tick of our scan would not move
             # them, so only times well before the scan are trusted next time (see _settled).
             self._marks = marks if self.trust_dir_times and _settled(marks, started) else None
+            if self._marks is not None and marks != self._snapshot_marks and len(self._messages) >= SNAPSHOT_MIN:
+                self._save_snapshot(marks)
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
         return self.messages
@@ -192,6 +199,50 @@ class Folder:
         if self._marks is None or marks != self._marks or self._uidlist is None:
             return False
         return not (move_new and self._has_new)
+
+    # ---------------------------------------------------------------- snapshot
+    # A new session's first look at a big folder would read the whole uidlist and list
+    # every file name. When the folder's marks (settled, see _settled) equal those saved
+    # with a snapshot of the last full scan, nothing on disk changed since, so the
+    # snapshot *is* that scan. JSON (not pickle): the file lives in the user's Maildir.
+
+    def _save_snapshot(self, marks: tuple[object, ...]) -> None:
+        assert self._uidlist is not None
+        rows = [[m.uid, m.base, m.filename[len(m.base):], m.subdir, m.size, m.vsize, m.migrated_uidl, m.pop3_order]
+                for m in self.messages]
+        data = {"v": SNAPSHOT_VERSION, "marks": marks, "uidvalidity": self._uidlist.uidvalidity,
+                "next_uid": self._uidlist.next_uid, "header_ext": self._uidlist.header_ext, "rows": rows}
+        self.cache.write_one(SNAPSHOT_FIELD, "", json.dumps(data, separators=(",", ":")).encode())
+        self._snapshot_marks = marks
+
+    def _restore(self, marks: tuple[object, ...], move_new: bool) -> bool:
+        raw = self.cache.read_one(SNAPSHOT_FIELD, "")
+        if raw is None:
+            return False
+        try:
+            data = json.loads(raw)
+            saved = tuple(None if m is None else tuple(m) for m in data["marks"])
+            self._snapshot_marks = saved
+            if data["v"] != SNAPSHOT_VERSION or saved != marks:
+                return False
+            validity, rows = int(data["uidvalidity"]), data["rows"]
+            has_new = any(row[3] == "new" for row in rows)
+            if move_new and has_new:
+                return False  # they must move to cur/ (and become \Recent here): a real sync
+            self.keywords.load()
+            messages: dict[int, MessageInfo] = {}
+            for uid, base, suffix, sub, size, vsize, uidl, order in rows:
+                letters = suffix.partition(INFO_SEPARATOR)[2].partition(",")[0]
+                messages[uid] = MessageInfo(uid, base, base + suffix, sub, size, vsize, letters_to_flags(letters),
+                                            self.keywords.letters_to_names(letters), validity, uidl, order)
+            header = UidList(validity, int(data["next_uid"]), dict(data["header_ext"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return False  # not ours or damaged: a full sync will replace it
+        # Records are not restored: the next full sync reads the uidlist afresh (stamp None).
+        self._uidlist, self._uidlist_stamp = header, None
+        self._messages, self._has_new = messages, has_new
+        self._changed()
+        return True
 
     def _load(self) -> UidList | None:
         current = stamp(self.path)
@@ -446,6 +497,9 @@ class Folder:
 # system with nanosecond times ticks with the kernel clock (a few ms); one that stores whole
 # seconds (its times end in .000000000) needs Dovecot's two seconds.
 SETTLE_NS = 100_000_000
+SNAPSHOT_MIN = 500  # messages: below this a full scan is cheap, and no snapshot file is written
+SNAPSHOT_FIELD = "SNAPSHOT"  # in the summary cache, base ""
+SNAPSHOT_VERSION = 1
 COARSE_SETTLE_NS = 2_000_000_000
 
 

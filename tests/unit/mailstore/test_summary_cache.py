@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from mailroom.imap import mime
 from mailroom.mailstore.cache import CACHE_NAME, SummaryCache
 from mailroom.mailstore.imap_backend import MaildirBackend
 from mailroom.mailstore.maildir import deliver_to_maildir, mailbox_path
-from mailroom.mailstore.store import Folder, MaildirStore
+from mailroom.mailstore import store as store_module
+from mailroom.mailstore.store import Folder, MaildirStore, MessageInfo
 
 MSG = b"From: Lisa <lisa@example.com>\nTo: john@example.org\nSubject: hello\n\nbody\n"
 PAST = time.time() - 3600
@@ -22,11 +24,16 @@ def deliver(maildir: Path, data: bytes = MSG) -> Path:
     return deliver_to_maildir(maildir, data, hostname="mx")
 
 
+_aged = itertools.count()
+
+
 def age(maildir: Path) -> None:
-    """Make the folder look untouched for an hour, so its directory times are trusted."""
+    """Make the folder look untouched for an hour, so its directory times are trusted.
+    Each call picks a different past time: a real change never restores an old time."""
+    when = PAST + next(_aged)
     for entry in ("new", "cur", "dovecot-uidlist"):
         if (maildir / entry).exists():
-            os.utime(maildir / entry, (PAST, PAST))
+            os.utime(maildir / entry, (when, when))
 
 
 @pytest.fixture
@@ -146,8 +153,9 @@ def test_mail_nfs_storage_lists_at_every_look(maildir: Path, nfs: bool) -> None:
     age(maildir)
     folder.sync()
     (name,) = os.listdir(maildir / "cur")
+    cached = os.stat(maildir / "cur")
     os.rename(maildir / "cur" / name, maildir / "cur" / (name + "S"))
-    age(maildir)  # the time a client with a stale attribute cache would see
+    os.utime(maildir / "cur", ns=(cached.st_atime_ns, cached.st_mtime_ns))  # what a stale attribute cache shows
     seen = "\\Seen" in folder.sync()[0].flags
     assert seen is nfs  # without mail_nfs_storage the trusted time hides it (local disks never lie so)
 
@@ -161,3 +169,78 @@ def test_whole_second_times_need_two_seconds_to_settle() -> None:
     assert _settled(fine, now)
     assert not _settled(coarse, now)  # 1.5 s ago, but the time may hide a later change
     assert _settled(coarse, now + 1.5)
+
+
+# ------------------------------------------------------------------ snapshots
+@pytest.fixture
+def small_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "SNAPSHOT_MIN", 1)
+
+
+def snapshotted(maildir: Path, count: int = 3) -> list[MessageInfo]:
+    """A folder of `count` messages, settled, with a snapshot of its last full scan."""
+    for _ in range(count):
+        deliver(maildir)
+    folder = MaildirStore(maildir).folder()
+    folder.sync()
+    age(maildir)
+    return list(folder.sync())
+
+
+def no_full_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a full sync ran")
+
+    monkeypatch.setattr(store_module, "read_uidlist", refuse)
+    monkeypatch.setattr(Folder, "_scan", refuse)
+
+
+@pytest.mark.usefixtures("small_snapshots")
+def test_a_new_session_restores_an_unchanged_folder_from_its_snapshot(
+        maildir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = snapshotted(maildir)
+    reference = MaildirStore(maildir).folder()
+    reference.sync()
+    no_full_sync(monkeypatch)
+    fresh = MaildirStore(maildir).folder()
+    assert fresh.sync() == before
+    assert (fresh.uidvalidity, fresh.next_uid) == (reference.uidvalidity, reference.next_uid)
+
+
+@pytest.mark.usefixtures("small_snapshots")
+@pytest.mark.parametrize("change", ["deliver", "flag", "expunge", "damage"])
+def test_any_change_since_the_snapshot_means_a_full_sync(maildir: Path, change: str) -> None:
+    before = snapshotted(maildir)
+    other = MaildirStore(maildir).folder()
+    other.sync()
+    if change == "deliver":
+        deliver(maildir)
+    elif change == "flag":
+        other.store_flags([before[0].uid], add={"\\Flagged"})
+    elif change == "expunge":
+        other.expunge([before[0].uid])
+    else:
+        SummaryCache(maildir).write_one("SNAPSHOT", "", b"{not json")
+    age(maildir)
+    fresh = MaildirStore(maildir).folder()
+    expected = {"deliver": 4, "flag": 3, "expunge": 2, "damage": 3}[change]
+    assert len(fresh.sync()) == expected
+    if change == "flag":
+        assert "\\Flagged" in fresh.get(before[0].uid).flags  # type: ignore[union-attr]
+    assert [m.uid for m in fresh.sync()] == sorted(m.uid for m in fresh.sync())
+
+
+@pytest.mark.usefixtures("small_snapshots")
+def test_after_a_restore_new_mail_gets_the_next_uid(maildir: Path) -> None:
+    before = snapshotted(maildir)
+    fresh = MaildirStore(maildir).folder()
+    fresh.sync()
+    deliver(maildir)
+    after = fresh.sync()
+    assert [m.uid for m in after] == [m.uid for m in before] + [before[-1].uid + 1]
+    assert fresh.next_uid == before[-1].uid + 2
+
+
+def test_small_folders_write_no_cache_file(maildir: Path) -> None:
+    snapshotted(maildir)
+    assert not (maildir / CACHE_NAME).exists()
