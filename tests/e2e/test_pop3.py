@@ -55,7 +55,7 @@ def test_pop3s_uidl_is_stable_and_nothing_is_deleted_without_quit(pop3: Pop3Fixt
     pop = pop3.login()
     uidls = pop.uidl()[1]
     validity = (pop3.maildir / "dovecot-uidlist").read_text().split()[1][1:]
-    assert uidls == [f"1 00000001{int(validity):08X}".encode(), f"2 00000002{int(validity):08X}".encode()]
+    assert uidls == [f"1 00000001{int(validity):08x}".encode(), f"2 00000002{int(validity):08x}".encode()]
     pop.dele(1)
     pop.dele(2)
     pop.sock.close()  # no QUIT: RFC 1939 §6, nothing may be deleted
@@ -90,7 +90,7 @@ def test_migrated_dovecot_mailbox_keeps_its_uidls(pop3: Pop3Fixture) -> None:
     (pop3.maildir / "cur" / f"{name}:2,S").write_bytes(b"a: b\n\nc\n")
     (pop3.maildir / "dovecot-uidlist").write_text(f"3 V1275660208 N25022 G0123\n25006 :{name}:2,S\n")
     pop = pop3.login()
-    assert pop.uidl()[1] == [b"1 000061AE4C0907B0"]  # what Dovecot's %08Xu%08Xv shows
+    assert pop.uidl()[1] == [b"1 000061ae4c0907b0"]  # what Dovecot's %08Xu%08Xv shows (lower-case hex)
     assert pop.list()[1] == [b"1 10"]
     pop.quit()
 

@@ -322,22 +322,17 @@ def test_dovecot_uidl_is_lowercase_hex(move: list[Check]) -> None:
                 assert [u for _, u, _ in listing] == [f"{uid:08x}{inbox.uidvalidity:08x}" for uid in sorted(inbox.messages)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mailroom's POP3 UIDLs are upper-case hex: store.POP3_UIDL_FORMAT is '{uid:08X}{uidvalidity:08X}' "
-    "('000000016B09524C') where Dovecot 2.3's default %08Xu%08Xv gives '000000016b09524c'. A unique-id "
-    "is an opaque string compared as it is (RFC 1939 §7), so after a move in either direction every "
-    "POP3 client that leaves mail on the server downloads every message again"))
 def test_move_keeps_pop3_uidls(move: list[Check]) -> None:
+    """A unique-id is an opaque string compared as it is (RFC 1939 §7): any difference after a
+    move makes every POP3 client that leaves mail on the server download everything again."""
     for check in move:
         assert check.seen[1] == check.expected[1], check.who
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LIST \"\" \"%\" with Lists.mailroom but no Lists mailbox: RFC 3501 §6.3.8 says levels of "
-    "hierarchy that '%' matches are returned, with \\Noselect when they are no mailbox. Dovecot "
-    "sends (\\Noselect \\HasChildren) \".\" Lists; mailroom leaves Lists out, so a client that walks "
-    "the tree with % never finds Lists.mailroom"))
 def test_move_keeps_hierarchy_levels(move: list[Check]) -> None:
+    """LIST "" "%" with Lists.mailroom but no Lists mailbox: levels that % matches are listed,
+    \\Noselect when they are no mailbox (RFC 3501 §6.3.8), or a client walking the tree with %
+    never finds Lists.mailroom."""
     for check in move:
         assert check.seen[0].top_level == check.expected[0].top_level, check.who
 

@@ -640,14 +640,20 @@ class ServerConnection:
         regex = "".join(".*" if c == "*" else f"[^{re.escape(SEPARATOR)}]*" if c == "%" else re.escape(c) for c in full)
         matcher = re.compile(f"^{regex}$", re.IGNORECASE if full.upper().startswith("INBOX") else 0)
         names = self._backend().list_mailboxes()
-        shown = self._backend().subscriptions() if verb == "LSUB" else names
         existing = set(names)
+        if verb == "LSUB":
+            shown = self._backend().subscriptions()
+        else:  # levels that are no mailbox ("Lists" of "Lists.mailroom") too, as \Noselect (§6.3.8)
+            implied = {name.rsplit(SEPARATOR, depth)[0] for name in names for depth in range(1, name.count(SEPARATOR) + 1)}
+            shown = sorted(existing | implied, key=lambda n: (n.upper() != "INBOX", n))
         for name in shown:
             test = "INBOX" + name[5:] if name.upper().startswith("INBOX") else name
             if not matcher.match(test):
                 continue
             attrs: list[str] = []
             if verb == "LIST":
+                if name not in existing:
+                    attrs.append("\\Noselect")
                 children = any(other.startswith(name + SEPARATOR) for other in names)
                 attrs.append("\\HasChildren" if children else "\\HasNoChildren")
                 use = SPECIAL_USE.get(name)

@@ -65,7 +65,7 @@ __all__ = ["Folder", "MaildirStore", "MessageInfo", "StoreBusy", "StoreError", "
 INBOX = "INBOX"
 SEPARATOR = "."  # Maildir++: Maildir/.Sent, Maildir/.Lists.mailroom
 MAX_FOLDER_NAME = 255  # one path component
-POP3_UIDL_FORMAT = "{uid:08X}{uidvalidity:08X}"  # Dovecot's default pop3_uidl_format %08Xu%08Xv
+POP3_UIDL_FORMAT = "{uid:08x}{uidvalidity:08x}"  # Dovecot's default %08Xu%08Xv: its %X prints lower-case hex
 READ_CHUNK = 1 << 20  # when a size must be computed, read a foreign file this much at a time
 _FOLDER_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 

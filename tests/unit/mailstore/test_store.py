@@ -49,7 +49,7 @@ def test_uids_and_uidvalidity_survive_a_restart(maildir: Path) -> None:
     messages = again.sync()
     assert [m.uid for m in messages] == [1, 2]
     assert again.uidvalidity == first.uidvalidity == 1_700_000_000
-    assert messages[0].pop3_uidl == f"{1:08X}{1_700_000_000:08X}"
+    assert messages[0].pop3_uidl == f"{1:08x}{1_700_000_000:08x}"
 
 
 def test_empty_inbox_gets_a_persistent_uidvalidity(maildir: Path) -> None:
@@ -79,7 +79,7 @@ def test_dovecot_v3_uidlist_is_read(maildir: Path) -> None:
     messages = folder.sync()
     assert [m.uid for m in messages] == [25006, 25017, 25020]
     assert folder.uidvalidity == 1275660208 and folder.next_uid == 25022
-    assert messages[0].pop3_uidl == "000061AE4C0907B0"  # Dovecot's %08Xu%08Xv
+    assert messages[0].pop3_uidl == "000061ae4c0907b0"  # Dovecot's %08Xu%08Xv (its %X is lower-case)
     assert messages[1].vsize == 12 and messages[1].flags == {"\\Flagged", "\\Seen"}
     assert messages[2].pop3_uidl == "+OldServerUidl"
     # Rewritten in place of Dovecot's file, in Dovecot's format, GUID kept.
