@@ -97,7 +97,7 @@ def test_append_copy_move_store_search_expunge(imap: ImapFixture) -> None:
     client.create("Lists.mailroom")
     assert client.rename("Lists.mailroom", "Lists.python")[0] == "OK"
     typ, data = client.list('""', "Lists*")
-    assert len(data) == 1 and b"Lists.python" in data[0]
+    assert data == [b'(\\Noselect \\HasChildren) "." "Lists"', b'(\\HasNoChildren) "." "Lists.python"']
     assert client.delete("Lists.python")[0] == "OK"
     assert client.delete("Lists.python")[0] == "NO"
     client.logout()

@@ -103,17 +103,25 @@ def _ctype_of(part: Part) -> tuple[str, str]:
     return main.upper(), sub.upper()
 
 
-def find(part: Part, numbers: list[int]) -> Part | None:
-    """The part named by "1.2.3" (RFC 3501 §6.4.5)."""
-    for n in numbers:
-        if part.message is not None and not part.children:
-            part = part.message
+def find(root: Part, numbers: list[int]) -> Part | None:
+    """The part named by "1.2.3" (RFC 3501 §6.4.5), or None when there is no such part.
+
+    A message (the top level, or one encapsulated in a MESSAGE/RFC822 part) that is not
+    multipart has exactly one part, 1: its own body, described by the same Part. A
+    MESSAGE/RFC822 part's sub-parts are those of the message it carries. Other leaf parts
+    have no sub-parts."""
+    part, is_message = root, True
+    for index, n in enumerate(numbers):
         if part.children:
             if not 0 < n <= len(part.children):
                 return None
-            part = part.children[n - 1]
-        elif n != 1:
+            part, is_message = part.children[n - 1], False
+        elif is_message and n == 1:
+            is_message = False
+        else:
             return None
+        if index < len(numbers) - 1 and part.message is not None:
+            part, is_message = part.message, True
     return part
 
 

@@ -1027,10 +1027,10 @@ def _section(item: str, data: Callable[[], bytes], tree: Callable[[], mime.Part]
     # Only a numbered part needs the MIME tree; the top level is the message split in two.
     part: mime.Part | _Whole | None = mime.find(tree(), numbers) if numbers else _Whole(*mime.split_header(data()))
     content = b""
+    if numbers and kind in ("HEADER", "TEXT", "HEADER.FIELDS", "HEADER.FIELDS.NOT") and part is not None:
+        # n.HEADER and n.TEXT exist only for a MESSAGE/RFC822 part: they are its message's.
+        part = part.message if isinstance(part, mime.Part) else None
     if part is not None:
-        if (numbers and kind in ("HEADER", "TEXT", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
-                and isinstance(part, mime.Part) and part.message is not None):
-            part = part.message
         if kind == "":
             content = part.body if numbers else part.header + part.body
         elif kind in ("HEADER", "MIME"):

@@ -69,3 +69,27 @@ def test_the_fast_address_parser_agrees_with_getaddresses(values: list[str]) -> 
 ])
 def test_anything_not_simple_goes_to_getaddresses(value: str) -> None:
     assert mime.parse_addresses([value]) == getaddresses([value])
+
+
+INNER = (b"From: inner@example.com\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+         b"--b\r\nContent-Type: text/plain\r\n\r\nInner part one.\r\n--b\r\n\r\nInner part two.\r\n--b--\r\n")
+OUTER = b"From: outer@example.com\r\nContent-Type: message/rfc822\r\n\r\n" + INNER
+
+
+def test_part_1_of_a_message_rfc822_message_is_the_whole_encapsulated_message() -> None:
+    """RFC 3501 §6.4.5: a non-multipart message has one part, its body; its sub-parts are
+    those of the message it carries."""
+    tree = mime.parse(OUTER)
+    one = mime.find(tree, [1])
+    assert one is tree and one.body == INNER
+    assert one.message is not None and one.message.header.startswith(b"From: inner@")
+    two = mime.find(tree, [1, 2])
+    assert two is not None and two.body == b"Inner part two."
+    assert mime.find(tree, [2]) is None
+
+
+def test_a_text_part_has_no_sub_parts() -> None:
+    tree = mime.parse(b"Subject: plain\r\n\r\nbody\r\n")
+    assert mime.find(tree, [1]) is tree
+    assert mime.find(tree, [1, 1]) is None
+    assert mime.find(tree, [2]) is None
