@@ -456,11 +456,6 @@ def normalize(item: str, value: Value) -> Value:
 # where RFC 3501 leaves the point open, departs from Dovecot and UW c-client, the reference
 # implementation, which clients are built against). Each is an xfail(strict=True): it fails
 # as soon as mailroom is fixed, so the entry can go.
-LINES = ("body-fld-lines: mailroom counts a last line that has no line end (every MIME part "
-         "has one: RFC 2046 §5.1.1 gives the CRLF before a boundary to the boundary); Dovecot "
-         "(lib-mail message-parser counts LFs) and UW c-client count line ends, so mailroom is "
-         "one higher, e.g. 1 where Dovecot says 0 for a one-line part; RFC 3501 §7.4.2 only says "
-         "'size of the body in text lines', but `octets - lines` is how clients get the LF size")
 GROUPS = ("ENVELOPE group syntax (RFC 3501 §7.4.2: a group is a (NIL NIL \"name\" NIL) start "
           "marker, its members, and a (NIL NIL NIL NIL) end marker): mailroom drops the markers, "
           "so `To: undisclosed-recipients:;` becomes NIL and a group's members are flattened")
@@ -477,27 +472,13 @@ ROUTE = ("ENVELOPE source route: `<@relay.example,@gw.example:routed@example.com
 NO_DOMAIN = ("ENVELOPE address without a domain (`local-only`): mailroom sends host NIL, which RFC "
              "3501 §7.4.2 defines as a group start marker; Dovecot sends \"MISSING_DOMAIN\" (UW "
              "c-client: \".MISSING-HOST-NAME.\")")
-RFC2231 = ("RFC 2231 parameter continuations (name*0*=UTF-8''%C3%BCbersicht%20; name*1*=...): "
-           "mailroom sends NAME 'Ã¼bersicht 2024.bin' (the UTF-8 read as Latin-1 and encoded again: "
-           "mojibake); Dovecot joins the sections and keeps them encoded: \"name*\" "
-           "\"UTF-8''%C3%BCbersicht%20%32%30%32%34.bin\", which clients decode")
-LANGUAGE_LOCATION = ("BODYSTRUCTURE extension data: `Content-Language: de, en-GB` is sent by mailroom "
-                     "as one string \"de, en-GB\" instead of the list (\"de\" \"en-GB\") (RFC 3501 "
-                     "§7.4.2 body language, RFC 3282 §2), and body location is NIL although the part "
-                     "has Content-Location (RFC 3501 §7.4.2: 'A string list giving the body content "
-                     "URI'): Dovecot sends \"http://www.example.com/note.txt\"")
 
 MAILROOM_DIVERGES: dict[tuple[str, str], str] = {
-    **{(name, item): LINES for name in ("alternative", "rfc822_attached", "nested", "crlf_file",
-                                        "mixed_line_ends") for item in ("BODY", "BODYSTRUCTURE")},
     ("groups", "ENVELOPE"): GROUPS,
     ("quoted_local_parts", "ENVELOPE"): QUOTED_LOCAL,
     ("comments", "ENVELOPE"): COMMENTS,
     ("source_route", "ENVELOPE"): ROUTE,
     ("no_domain", "ENVELOPE"): NO_DOMAIN,
-    ("attachment", "BODY"): RFC2231,
-    ("attachment", "BODYSTRUCTURE"): RFC2231,
-    ("part_headers", "BODYSTRUCTURE"): LANGUAGE_LOCATION,
 }
 
 # More sections than the eight items above, for the messages where numbering is interesting.

@@ -50,6 +50,7 @@ class Part:
 
 _parser = BytesHeaderParser()
 _FOLD = re.compile(r"\r?\n")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 
 
 def parse_headers(data: bytes) -> Message:
@@ -218,15 +219,90 @@ def envelope(headers: Message) -> bytes:
 
 
 # ------------------------------------------------------------- BODYSTRUCTURE
+_PARAM_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(?:"|$)|[;=]|[^;="\s]+|\s+', re.S)  # one pass, no backtracking
+_SECTION = re.compile(r"(.+)\*([0-9]{1,3})(\*?)")
+_ATTRIBUTE_CHARS = frozenset("!#$&+-.^_`|~" + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _raw_pairs(value: str) -> list[tuple[str, str]]:
+    """`; key=value` pairs after the media type, quotes removed, in order; junk is skipped."""
+    pairs: list[tuple[str, str]] = []
+    key: str | None = None
+    expect = "semicolon"
+    for token in _PARAM_TOKEN.findall(value):
+        if token.isspace():
+            continue
+        if token == ";":
+            key, expect = None, "key"
+        elif expect == "key" and token != "=":
+            key, expect = token.lower(), "equals"
+        elif expect == "equals" and token == "=":
+            expect = "value"
+        elif expect == "value" and key is not None:
+            if token.startswith('"'):
+                token = _QUOTED_PAIR.sub(r"\1", token[1:-1] if len(token) > 1 and token.endswith('"') else token[1:])
+            pairs.append((key, token))
+            key, expect = None, "semicolon"
+    return pairs
+
+
+def param_pairs(value: str) -> list[tuple[str, str]]:
+    """A field's parameters as written, nothing decoded, with RFC 2231 continuations
+    (key*0, key*1*, ...) joined as Dovecot joins them: into `key*`, still encoded, when
+    any section is encoded, else into `key`."""
+    order: list[tuple[str, str | None]] = []  # None: the joined sections of that name go here
+    sections: dict[str, list[tuple[int, bool, str]]] = {}
+    for key, text in _raw_pairs(value):
+        section = _SECTION.fullmatch(key)
+        if section is None:
+            order.append((key, text))
+            continue
+        if section[1] not in sections:
+            order.append((section[1], None))
+        sections.setdefault(section[1], []).append((int(section[2]), bool(section[3]), text))
+    pairs: list[tuple[str, str]] = []
+    for key, maybe_text in order:
+        if maybe_text is not None:
+            pairs.append((key, maybe_text))
+            continue
+        parts = sorted(sections[key])
+        if any(encoded for _, encoded, _ in parts):
+            pairs.append((key + "*", "".join(t if encoded else _percent(t) for _, encoded, t in parts)))
+        else:
+            pairs.append((key, "".join(t for _, _, t in parts)))
+    return pairs
+
+
+def _percent(text: str) -> str:
+    """An unencoded RFC 2231 section joined to encoded ones must be encoded too."""
+    return "".join(c if c in _ATTRIBUTE_CHARS else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
+                   for c in text)
+
+
 def _params(headers: Message, name: str = "content-type") -> bytes:
-    params = headers.get_params(header=name)
-    if not params or len(params) < 2:
+    values = _fields(headers).get(name)
+    pairs = param_pairs(_unfold(values[0])) if values else []
+    if not pairs:
         return b"NIL"
     items: list[bytes] = []
-    for key, value in params[1:]:
-        text = value if isinstance(value, str) else str(value[2] if isinstance(value, tuple) else value)
+    for key, text in pairs:
         items += [string(key.upper()), string(text.encode("utf-8", "surrogateescape"))]
     return plist(items)
+
+
+def _language(headers: Message) -> bytes:
+    """body-fld-lang: one string, or a list when Content-Language names several (RFC 3282)."""
+    value = _header(headers, "content-language")
+    tags = [t.strip() for t in value.split(b",") if t.strip()] if value is not None else []
+    if not tags:
+        return b"NIL"
+    return string(tags[0]) if len(tags) == 1 else plist(string(t) for t in tags)
+
+
+def _location(headers: Message) -> bytes:
+    """body-fld-loc: Content-Location's URI (RFC 2557), folding white space removed."""
+    value = _header(headers, "content-location")
+    return string(b"".join(value.split())) if value is not None else b"NIL"
 
 
 def _disposition(headers: Message) -> bytes:
@@ -244,7 +320,7 @@ def bodystructure(part: Part, *, extended: bool = True) -> bytes:
         items = b"".join(bodystructure(child, extended=extended) for child in part.children)
         out = [items, string(sub)]
         if extended:
-            out += [_params(headers), _disposition(headers), string(_header(headers, "content-language")), b"NIL"]
+            out += [_params(headers), _disposition(headers), _language(headers), _location(headers)]
         return b"(" + b" ".join(out) + b")"
     if main == "MULTIPART":  # no parts found: describe it as an empty text part
         main, sub = "TEXT", "PLAIN"
@@ -255,14 +331,16 @@ def bodystructure(part: Part, *, extended: bool = True) -> bytes:
     fields = [string(main), string(sub), params, string(_header(headers, "content-id")),
               string(_header(headers, "content-description")), string(encoding),
               str(len(part.body)).encode()]
-    lines = str(part.body.count(b"\n") + (1 if part.body and not part.body.endswith(b"\n") else 0)).encode()
+    # Line ends, as Dovecot and UW c-client count: the CRLF before a boundary belongs to the
+    # boundary (RFC 2046 §5.1.1), so a one-line part without its own line end has 0 lines.
+    lines = str(part.body.count(b"\n")).encode()
     if part.message is not None:
         fields += [envelope(part.message.headers), bodystructure(part.message, extended=extended), lines]
     elif main == "TEXT":
         fields.append(lines)
     if extended:
         fields += [string(_header(headers, "content-md5")), _disposition(headers),
-                   string(_header(headers, "content-language")), b"NIL"]
+                   _language(headers), _location(headers)]
     return b"(" + b" ".join(fields) + b")"
 
 

@@ -93,3 +93,23 @@ def test_a_text_part_has_no_sub_parts() -> None:
     assert mime.find(tree, [1]) is tree
     assert mime.find(tree, [1, 1]) is None
     assert mime.find(tree, [2]) is None
+
+
+def test_rfc2231_sections_are_joined_and_kept_encoded_as_dovecot_does() -> None:
+    assert mime.param_pairs("application/pdf; name*0*=UTF-8''%C3%BCber%20; name*1*=%32.pdf") == [
+        ("name*", "UTF-8''%C3%BCber%20%32.pdf")]
+    assert mime.param_pairs('a/b; name*0="one two "; name*1=three') == [("name", "one two three")]
+    assert mime.param_pairs("a/b; x*0*=utf-8''%41; x*1=\"b c\"") == [("x*", "utf-8''%41b%20c")]
+
+
+def test_parameters_survive_junk_and_unterminated_quotes_in_linear_time() -> None:
+    assert mime.param_pairs('text/plain; bad; =x; charset="utf-8"; q="open; r=s') == [
+        ("charset", "utf-8"), ("q", "open; r=s")]
+    mime.param_pairs('a/b; q="' + ";" * 200_000)  # one pass: returns at once
+
+
+def test_bodystructure_lines_language_and_location() -> None:
+    part = mime.parse(b"Content-Type: text/plain\r\nContent-Language: de, en-GB\r\n"
+                      b"Content-Location: http://example.com/\r\n  note.txt\r\n\r\none line")
+    structure = mime.bodystructure(part)
+    assert b' 8 0 NIL NIL ("de" "en-GB") "http://example.com/note.txt")' in structure
