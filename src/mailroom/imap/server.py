@@ -28,7 +28,6 @@ import functools
 import re
 from bisect import bisect_left
 from collections.abc import Callable
-from email.message import Message
 from enum import Enum, auto
 from typing import NamedTuple, TypeVar
 
@@ -906,15 +905,11 @@ class ServerConnection:
             assert isinstance(value, mime.Part)
             return value
 
-        def headers() -> Message:
-            """The top-level header alone: ENVELOPE needs no MIME tree."""
+        def envelope() -> bytes:
+            """From the MIME tree when it is built anyway, else from the top header's fields."""
             if "tree" in cache:
-                return tree().headers
-            if "headers" not in cache:
-                cache["headers"] = mime.parse_headers(data())
-            value = cache["headers"]
-            assert isinstance(value, Message)
-            return value
+                return mime.envelope(tree().headers)
+            return mime.envelope_of(mime.raw_fields(mime.split_header(data())[0]))
 
         if sets_seen and "\\Seen" not in self.meta[uid].flags:
             data()  # do not mark a vanished message
@@ -933,7 +928,7 @@ class ServerConnection:
             elif item == "INTERNALDATE":
                 out.append(b"INTERNALDATE " + internal_date(mailbox.internal_date(uid)))
             elif item == "ENVELOPE":
-                out.append(b"ENVELOPE " + mailbox.summary(uid, item, lambda: mime.envelope(headers())))
+                out.append(b"ENVELOPE " + mailbox.summary(uid, item, envelope))
             elif item in ("BODYSTRUCTURE", "BODY"):
                 out.append(item.encode() + b" " + mailbox.summary(
                     uid, item, functools.partial(_structure, tree, extended=item == "BODYSTRUCTURE")))

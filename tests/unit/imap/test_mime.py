@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
 import pytest
@@ -113,3 +114,22 @@ def test_bodystructure_lines_language_and_location() -> None:
                       b"Content-Location: http://example.com/\r\n  note.txt\r\n\r\none line")
     structure = mime.bodystructure(part)
     assert b' 8 0 NIL NIL ("de" "en-GB") "http://example.com/note.txt")' in structure
+
+
+_HEADER_BITS = st.sampled_from([
+    "Subject: hi", "From: a@example.com", "To: b@example.org,", " c@example.net", "\tfolded",
+    "X-Empty:", ":no name", "From someone Mon Jan 1", "not a header", "Caf\u00e9: x", "S\u00fcbject: \u00fc",
+    "Received: from x", "  ", "", "Date: Mon, 1 Jan 2024 00:00:00 +0000", "Bad Name: x", "A:b:c",
+])
+_ENDS = st.sampled_from(["\r\n", "\n", "\r"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_HEADER_BITS, _ENDS), max_size=12), st.booleans())
+def test_raw_fields_agree_with_the_email_package(lines: list[tuple[str, str]], blank: bool) -> None:
+    header = "".join(text + end for text, end in lines) + ("\r\n" if blank else "")
+    data = header.encode("utf-8")
+    expected: dict[str, list[str]] = {}
+    for key, value in BytesHeaderParser().parsebytes(data).raw_items():
+        expected.setdefault(key.lower(), []).append(value)
+    assert mime.raw_fields(data) == expected

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from mailroom.imap import mime
+from mailroom.mailstore import store as store_module
 from mailroom.mailstore.cache import CACHE_NAME, SummaryCache
 from mailroom.mailstore.imap_backend import MaildirBackend
 from mailroom.mailstore.maildir import deliver_to_maildir, mailbox_path
-from mailroom.mailstore import store as store_module
 from mailroom.mailstore.store import Folder, MaildirStore, MessageInfo
 
 MSG = b"From: Lisa <lisa@example.com>\nTo: john@example.org\nSubject: hello\n\nbody\n"
