@@ -133,6 +133,31 @@ class MaildirJob:
     check_existing: bool = False
 
 
+@dataclass(slots=True)
+class _Staged:
+    """A message written to tmp/ (open as `fd`), not yet fsynced nor linked."""
+
+    job: MaildirJob
+    fd: int
+    tmp_path: Path
+    new_path: Path
+    fixed: bool  # the name is the job's own (see MaildirJob.unique)
+    size: int
+
+
+def _fsync_each(fds: Sequence[int]) -> list[OSError | None]:
+    """One fsync after the other (MaildirWriter's default `sync_files`)."""
+    errors: list[OSError | None] = []
+    for fd in fds:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
+
+
 class MaildirWriter:
     """Delivers batches of messages with one fsync of each `new/` per batch.
 
@@ -141,14 +166,20 @@ class MaildirWriter:
     at once. Nothing is reported delivered before that fsync. The writer remembers
     which Maildirs exist (no mkdir calls per message) and their sizes for quota
     (see MailboxSizes). Use it from one thread at a time.
+
+    `sync_files` fsyncs the batch's files (all written first, linked only after):
+    the queue passes one that runs the fsyncs together, so their waits for the
+    disk overlap (mailroom.queue.fsync); the default does one after the other.
     """
 
     def __init__(self, *, hostname: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 sync_files: Callable[[Sequence[int]], Sequence[OSError | None]] = _fsync_each) -> None:
         self.hostname = hostname or socket.gethostname()
         self.clock = clock
         self.sizes = MailboxSizes()
         self._ready: set[Path] = set()
+        self._sync_files = sync_files
 
     def deliver(self, maildir: Path, data: bytes, *, header: bytes = b"") -> Path:
         """One message, durable on return; raises OSError."""
@@ -160,11 +191,31 @@ class MaildirWriter:
     def deliver_batch(self, jobs: Sequence[MaildirJob]) -> list[Path | BaseException]:
         """Store each job's `header + data` (made LF); a path in new/ or the error, per job."""
         results: list[Path | BaseException] = []
-        for job in jobs:
+        staged: list[tuple[int, _Staged]] = []
+        pending: dict[Path, int] = {}  # bytes staged per Maildir, for the quota of the next job
+        for i, job in enumerate(jobs):
             try:
-                results.append(self._write(job))
+                item = self._stage(job, pending)
             except (OSError, QuotaExceeded) as exc:
                 results.append(exc)
+                continue
+            results.append(item if isinstance(item, Path) else _NOT_YET)
+            if isinstance(item, _Staged):
+                staged.append((i, item))
+        try:
+            errors = self._sync_files([item.fd for _, item in staged]) if staged else []
+        except BaseException:
+            for _, item in staged:  # nothing was linked: leave nothing behind
+                os.close(item.fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(item.tmp_path)
+            raise
+        for (i, item), error in zip(staged, errors, strict=True):
+            try:
+                done = self._finish(item, error)
+                results[i] = done if done is not None else self._write(item.job)
+            except (OSError, QuotaExceeded) as exc:
+                results[i] = exc
         failed: dict[Path, OSError] = {}
         for directory in {r.parent for r in results if isinstance(r, Path)}:
             try:
@@ -181,6 +232,23 @@ class MaildirWriter:
         return results
 
     def _write(self, job: MaildirJob) -> Path:
+        """One job on its own: stage, fsync, link (again with a new name after a clash)."""
+        for _ in range(MAX_NAME_RETRIES):
+            item = self._stage(job, {})
+            if isinstance(item, Path):
+                return item
+            error: OSError | None = None
+            try:
+                os.fsync(item.fd)
+            except OSError as exc:
+                error = exc
+            done = self._finish(item, error)
+            if done is not None:
+                return done
+        raise FileExistsError(errno.EEXIST, "cannot find a unique maildir name", str(job.maildir))
+
+    def _stage(self, job: MaildirJob, pending: dict[Path, int]) -> _Staged | Path:
+        """Write the message to tmp/ (no fsync yet), or find the copy an earlier attempt made."""
         maildir = job.maildir
         header, data = to_lf(job.header), to_lf(job.data)
         size = len(header) + len(data)
@@ -190,7 +258,7 @@ class MaildirWriter:
             earlier = _find_delivered(maildir, fixed)
             if earlier is not None:
                 return earlier
-        if job.quota > 0 and self.sizes.size(maildir) + size > job.quota:
+        if job.quota > 0 and self.sizes.size(maildir) + pending.get(maildir, 0) + size > job.quota:
             raise QuotaExceeded(maildir)
         if maildir not in self._ready:
             ensure_maildir(maildir)
@@ -213,28 +281,42 @@ class MaildirWriter:
                 self._ready.add(maildir)
                 continue
             try:
-                try:
-                    _write_all(fd, header, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                try:
-                    os.link(tmp_path, new_path)  # unlike rename, never replaces a message
-                except FileExistsError:
-                    if fixed:
-                        return new_path  # an earlier attempt got this far: delivered
-                    continue
-                except OSError as exc:
-                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
-                        raise
-                    os.rename(tmp_path, new_path)  # file systems without hard links
-            finally:
+                _write_all(fd, header, data)
+            except BaseException:
+                os.close(fd)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp_path)
+                raise
             if job.quota > 0:
-                self.sizes.add(maildir, size)
-            return new_path
+                pending[maildir] = pending.get(maildir, 0) + size
+            return _Staged(job, fd, tmp_path, new_path, bool(fixed), size)
         raise FileExistsError(errno.EEXIST, "cannot find a unique maildir name", str(maildir))
+
+    def _finish(self, item: _Staged, fsync_error: OSError | None) -> Path | None:
+        """Close and link a staged message once fsynced; None: its name was taken, write it again."""
+        try:
+            os.close(item.fd)
+            if fsync_error is not None:
+                raise fsync_error
+            try:
+                os.link(item.tmp_path, item.new_path)  # unlike rename, never replaces a message
+            except FileExistsError:
+                if item.fixed:
+                    return item.new_path  # an earlier attempt got this far: delivered
+                return None
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                os.rename(item.tmp_path, item.new_path)  # file systems without hard links
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.tmp_path)
+        if item.job.quota > 0:
+            self.sizes.add(item.job.maildir, item.size)
+        return item.new_path
+
+
+_NOT_YET = OSError("not written")  # a staged job's place in the results until it is linked
 
 
 def delivery_unique(arrival: float, queue_id: str, mailbox: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -32,8 +33,12 @@ class BatchThread(Generic[J, R]):
     def __init__(self, name: str, handler: Callable[[list[J]], Sequence[R | BaseException]]) -> None:
         self.name = name
         self._handler = handler
-        self._cond = threading.Condition(threading.Lock())
-        self._pending: list[tuple[J, asyncio.Future[R], asyncio.AbstractEventLoop]] = []
+        # Jobs travel in a SimpleQueue (put and get are C code; a Condition's notify is
+        # Python code run on the event loop for every job). The lock only orders put()
+        # against close(), so that nothing is put behind the stop marker (None).
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[J, asyncio.Future[R], asyncio.AbstractEventLoop] | None] = (
+            queue.SimpleQueue())
         self._thread: threading.Thread | None = None
         self._closed = False
         self.batches = 0  # for tests and metrics
@@ -43,35 +48,44 @@ class BatchThread(Generic[J, R]):
         """Run `job` in the next batch and return its result (or raise its exception)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} is closed")
-            self._pending.append((job, future, loop))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
-            elif len(self._pending) == 1:  # the thread waits only when nothing is pending
-                self._cond.notify()
+            self._queue.put((job, future, loop))
         return await future
 
     def close(self) -> None:
         """Finish what was submitted, then stop the thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_TIMEOUT)
 
     def _run(self) -> None:
+        jobs = self._queue
         while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                batch, self._pending = self._pending, []
-            self._handle(batch)
+            item = jobs.get()  # the thread waits only when nothing is pending
+            batch: list[tuple[J, asyncio.Future[R], asyncio.AbstractEventLoop]] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+                try:
+                    item = jobs.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._handle(batch)
+            if stop:
+                return
 
     def _handle(self, batch: list[tuple[J, asyncio.Future[R], asyncio.AbstractEventLoop]]) -> None:
         results: Sequence[R | BaseException]

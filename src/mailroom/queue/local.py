@@ -28,6 +28,7 @@ from mailroom.mailstore.maildir import (
 )
 from mailroom.queue.batch import BatchThread
 from mailroom.queue.envelope import Envelope, Recipient
+from mailroom.queue.fsync import FsyncPool
 from mailroom.queue.headers import delivery_headers, received_header
 from mailroom.queue.transport import DeliveryResult, Outcome, Report
 
@@ -74,7 +75,9 @@ class LocalDelivery:
         self.clock = clock
         # Dovecot's quota_full_tempfail: when False, a full mailbox defers instead.
         self.quota_permanent = quota_permanent
-        self.writer = MaildirWriter(hostname=hostname, clock=clock)
+        # The Maildir files of a batch are fsynced together (see queue/fsync.py).
+        self.fsyncs = FsyncPool("maildir")
+        self.writer = MaildirWriter(hostname=hostname, clock=clock, sync_files=self.fsyncs.sync)
         self._paths: dict[str, Path] = {}  # mailbox → Maildir (mailbox_path is not free)
 
     def _result(self, mailbox: str, started: float, outcome: Outcome, dsn: str,
@@ -148,6 +151,7 @@ class LocalTransport:
 
     def close(self) -> None:
         self._writer.close()
+        self.delivery.fsyncs.close()
 
     async def deliver(
         self,

@@ -37,9 +37,10 @@ Deferred-ness lives in the envelope (per recipient next_attempt), not in a
 directory, so a retry never costs a rename.
 
 Group commit: enqueue() hands its message to one writer thread (batch.BatchThread)
-that writes and fsyncs every message waiting, links them all, fsyncs `active/`
-ONCE for all of them and wakes their coroutines with one call into the event
-loop. The bytes just written stay in memory (`take_hot`) so the queue manager can
+that writes every message waiting, fsyncs them all together (queue/fsync.py: the
+flushes overlap instead of queueing one behind the other), links them all, fsyncs
+`active/` ONCE for all of them and wakes their coroutines with one call into the
+event loop. The bytes just written stay in memory (`take_hot`) so the queue manager can
 deliver them without reading the file back; the file stays the recovery source.
 """
 
@@ -60,6 +61,7 @@ from pathlib import Path
 
 from mailroom.queue.batch import BatchThread
 from mailroom.queue.envelope import ClientInfo, Envelope, Recipient
+from mailroom.queue.fsync import FsyncPool
 from mailroom.queue.ids import is_queue_id, new_queue_id
 
 FILE_MODE = 0o600  # queue files hold other people's mail
@@ -185,6 +187,21 @@ class _Remove:
     qid: str
 
 
+@dataclass(slots=True)
+class _Staged:
+    """A message written to a staging file (`path`, open as `fd`), not yet fsynced.
+
+    `path` None: its ID turned out to be in use, nothing was written for it.
+    """
+
+    index: int  # of its job in the batch
+    job: _Enqueue
+    qid: str
+    path: Path | None
+    fd: int
+    size: int
+
+
 class Spool:
     """The queue directory. Blocking methods are safe to call from worker threads."""
 
@@ -205,6 +222,7 @@ class Spool:
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._new_id = id_factory
         self._commit = GroupSync(self.active)
+        self._fsyncs = FsyncPool("spool")  # a batch's queue files are fsynced together
         self._writer: BatchThread[_Enqueue | _Remove, str | None] = BatchThread(
             "spool", self._run_batch)
         # Set by the queue manager: keep just-queued messages in memory for it.
@@ -231,6 +249,7 @@ class Spool:
 
     def close(self) -> None:
         self._writer.close()
+        self._fsyncs.close()
 
     # -- writing ------------------------------------------------------------------
     async def enqueue(self, envelope: Envelope, data: bytes, *, header: bytes = b"") -> str:
@@ -264,9 +283,14 @@ class Spool:
         return _Enqueue(envelope, header, data, bool(chosen))
 
     def _run_batch(self, jobs: list[_Enqueue | _Remove]) -> list[str | None | BaseException]:
-        """Blocking, in the writer thread: store every message, ONE fsync of `active/`."""
+        """Blocking, in the writer thread: store every message, ONE fsync of `active/`.
+
+        Three steps, so that the batch's file fsyncs are in flight together (see
+        queue/fsync.py): write every message to its staging file; fsync them all;
+        link each one that is durable into `active/`. Then the one directory fsync.
+        """
         results: list[str | None | BaseException] = [None] * len(jobs)
-        linked: list[tuple[int, str]] = []
+        staged: list[_Staged] = []
         for i, job in enumerate(jobs):
             if isinstance(job, _Remove):
                 try:
@@ -275,9 +299,10 @@ class Spool:
                     results[i] = exc
                 continue
             try:
-                linked.append((i, self._store(job)))
+                staged.append(self._stage(i, job))
             except SpoolError as exc:
                 results[i] = exc
+        linked = self._link_staged(staged, results) if staged else []
         if linked:
             try:
                 self._commit.sync()
@@ -293,6 +318,82 @@ class Spool:
                 for i, qid in linked:
                     results[i] = qid
         return results
+
+    def _stage(self, index: int, job: _Enqueue) -> _Staged:
+        """Write one message to a recycled spare or a new `incoming/` file, not yet fsynced."""
+        envelope = job.envelope
+        qid = envelope.queue_id if job.chosen else self._new_id()
+        envelope.queue_id = qid
+        job.encoded = encode_envelope(envelope)
+        chunks = (MAGIC, job.encoded, b"\n", job.header, job.data)
+        size = sum(len(c) for c in chunks)
+        spare = self._take_spare()
+        try:
+            if spare is not None:
+                path = self.spare / spare[0]
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            else:
+                path = self.incoming / qid
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except FileExistsError:
+            return _Staged(index, job, qid, None, -1, size)  # another writer holds this ID
+        except OSError as exc:
+            raise SpoolError(f"cannot write queue file: {exc.strerror or exc}",
+                             disk=exc.errno in _DISK_ERRNOS) from exc
+        try:
+            write_all(fd, chunks)
+            if spare is not None and spare[1] > size:
+                os.ftruncate(fd, size)
+        except OSError as exc:
+            os.close(fd)
+            _unlink_quietly(path)  # half written (a spare: half old, half new): not worth keeping
+            raise SpoolError(f"cannot write queue file: {exc.strerror or exc}",
+                             disk=exc.errno in _DISK_ERRNOS) from exc
+        return _Staged(index, job, qid, path, fd, size)
+
+    def _link_staged(self, staged: list[_Staged],
+                     results: list[str | None | BaseException]) -> list[tuple[int, str]]:
+        """fsync the staged files together, then link each durable one into `active/`."""
+        written = [s for s in staged if s.path is not None]
+        errors = self._fsyncs.sync([s.fd for s in written])
+        linked: list[tuple[int, str]] = []
+        for item, error in zip(written, errors, strict=True):
+            path = item.path
+            assert path is not None
+            os.close(item.fd)
+            try:
+                if error is not None:
+                    results[item.index] = SpoolError(
+                        f"cannot write queue file: {error.strerror or error}",
+                        disk=error.errno in _DISK_ERRNOS)
+                    continue
+                try:
+                    os.link(path, self.active / item.qid)  # refuses to replace another message
+                except FileExistsError:
+                    item.path = None  # the ID is taken after all: see below
+                    continue
+                except OSError as exc:
+                    results[item.index] = SpoolError(
+                        f"cannot write queue file: {exc.strerror or exc}",
+                        disk=exc.errno in _DISK_ERRNOS)
+                    continue
+                self._sizes[item.qid] = item.size
+                linked.append((item.index, item.qid))
+            finally:
+                _unlink_quietly(path)  # the file lives on as active/<qid> (if it was linked)
+        for item in staged:
+            if item.path is not None:
+                continue
+            # The ID is in use (a rare collision with another writer): a chosen one is
+            # named in the Received header already; any other is tried again with new IDs.
+            if item.job.chosen:
+                results[item.index] = SpoolError(f"queue id {item.qid} already in use")
+                continue
+            try:
+                linked.append((item.index, self._store(item.job)))
+            except SpoolError as exc:
+                results[item.index] = exc
+        return linked
 
     def _store(self, job: _Enqueue) -> str:
         """Write, fsync and link one message into `active/`; the caller fsyncs the directory."""

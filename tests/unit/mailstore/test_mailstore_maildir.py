@@ -4,6 +4,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,32 @@ def test_quota_uses_cached_sizes_and_sees_foreign_changes(tmp_path: Path,
     os.utime(maildir / "new", ns=(1, 1))  # (its mtime, even within our last clock tick)
     assert writer.sizes.size(maildir) == 200
     assert isinstance(writer.deliver_batch([job])[0], Path)
+
+
+def test_batch_files_are_all_written_before_the_fsyncs_and_linked_after(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def sync_files(fds: Sequence[int]) -> list[OSError | None]:
+        paths = [os.readlink(f"/proc/self/fd/{fd}") for fd in fds]
+        calls.append(paths)
+        assert all(os.listdir(Path(p).parent.parent / "new") == [] for p in paths)  # none linked yet
+        return [OSError(errno.EIO, "Input/output error") if Path(p).read_bytes() == b"2\n" else None
+                for p in paths]
+
+    writer = MaildirWriter(hostname="mx", sync_files=sync_files)
+    a = tmp_path / "a" / "Maildir"
+    results = writer.deliver_batch([MaildirJob(a, b"1\n"), MaildirJob(a, b"2\n"), MaildirJob(a, b"3\n")])
+    assert len(calls) == 1 and len(calls[0]) == 3
+    assert isinstance(results[1], OSError)
+    assert [Path(r).read_bytes() for r in results if isinstance(r, Path)] == [b"1\n", b"3\n"]
+    assert sorted(os.listdir(a / "new")) == sorted(r.name for r in results if isinstance(r, Path))
+    assert os.listdir(a / "tmp") == []
+
+
+def test_quota_counts_the_messages_before_it_in_the_same_batch(tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    writer = MaildirWriter(hostname="mx")
+    job = MaildirJob(maildir, b"x" * 99 + b"\n", quota=250)
+    results = writer.deliver_batch([job, job, job])
+    assert [type(r) for r in results] == [type(results[0]), type(results[0]), QuotaExceeded]
+    assert isinstance(results[0], Path) and len(os.listdir(maildir / "new")) == 2

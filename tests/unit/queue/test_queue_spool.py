@@ -248,3 +248,49 @@ def test_recover_drops_a_spare_that_is_also_a_queued_message(tmp_path: Path) -> 
     assert restarted.load(qid)[1] == DATA and restarted.load(other)[1] == DATA
     assert os.listdir(restarted.spare) == []
     restarted.close()
+
+
+def test_a_batch_is_fsynced_together_and_one_failed_fsync_fails_only_its_message(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every queue file of a batch is written, then all are fsynced (together), then linked."""
+    real_fsync = os.fsync
+    synced: list[str] = []
+    lock = threading.Lock()
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        with lock:
+            synced.append(path)
+        if Path(path).is_file() and b"doomed@" in Path(path).read_bytes():
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    async def main() -> list[str | BaseException]:
+        return await asyncio.gather(*(spool.enqueue(envelope(rcpt), DATA) for rcpt in (
+            "a@example.org", "doomed@example.org", "b@example.org", "c@example.org")),
+            return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], SpoolError) and results[1].disk
+    ok = [r for r in results if isinstance(r, str)]
+    assert len(ok) == 3 and sorted(ok) == spool.list_ids()
+    assert [spool.load(q)[0].recipients[0].address for q in ok] == [
+        "a@example.org", "b@example.org", "c@example.org"]
+    assert os.listdir(spool.incoming) == []  # nothing of the failed one is left
+    assert str(spool.active) in synced  # and the directory was fsynced after the files
+
+
+def test_an_id_taken_meanwhile_is_refused_when_chosen_and_replaced_otherwise(spool: Spool) -> None:
+    taken = spool.new_queue_id()
+    (spool.active / taken).write_bytes(b"MRQ1 {}\n")  # another writer's message
+    ids = iter([taken, spool.new_queue_id()])
+    chosen = envelope()
+    chosen.queue_id = taken
+    with pytest.raises(SpoolError, match="already in use"):
+        spool.enqueue_sync(chosen, DATA)
+    spool._new_id = lambda: next(ids)
+    qid = spool.enqueue_sync(envelope(), DATA)
+    assert qid != taken and spool.load(qid)[1] == DATA
+    assert (spool.active / taken).read_bytes() == b"MRQ1 {}\n"
