@@ -68,6 +68,9 @@ class SmtpSession(asyncio.Protocol):
     def __init__(self, runtime: Runtime, profile: ListenerProfile) -> None:
         self.runtime = runtime
         self.profile = profile
+        # Made by the loop's protocol factory; asyncio.get_running_loop() costs a
+        # getpid() system call each time, and the session waits several times per message.
+        self._event_loop = asyncio.get_running_loop()
         self.conn = ServerConnection(profile.settings)
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
@@ -98,7 +101,7 @@ class SmtpSession(asyncio.Protocol):
         if transport.get_extra_info("ssl_object") is not None:
             self.tls_text = describe(transport.get_extra_info("ssl_object"))[0]
         self.runtime.smtp_sessions.add(self)
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = self._event_loop.create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -146,7 +149,7 @@ class SmtpSession(asyncio.Protocol):
         self._timer = None
         if not self.waiting:
             return  # not waiting for input: the next wait arms it again
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop
         if loop.time() + 0.001 >= self._deadline:
             self._wake(False)
         else:
@@ -239,7 +242,7 @@ class SmtpSession(asyncio.Protocol):
         if self._lost:
             self.conn.receive_data(b"")
             return True
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop
         waiter = self._waiter = loop.create_future()
         self._reading = True
         try:

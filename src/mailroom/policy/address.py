@@ -19,6 +19,7 @@ look-up, "is this one of our domains", is a callable the caller injects.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -88,8 +89,13 @@ class Route:
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def route(address: str) -> Route:
-    """Take an address apart; never raises (malformed input gives valid=False)."""
+    """Take an address apart; never raises (malformed input gives valid=False).
+
+    Memoized: the SMTP adapter and several restrictions ask about the same address
+    for one RCPT, and Route is immutable.
+    """
     text = address.strip()
     if len(text) >= 2 and text[0] == "<" and text[-1] == ">":
         text = text[1:-1]

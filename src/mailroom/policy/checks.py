@@ -10,7 +10,6 @@ DirectoryUnavailable into "451 4.3.0 ... Temporary lookup failure".
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,16 +65,29 @@ class State:
             self.defer_if_permit = reply
 
 
+MAX_CACHED_ADDRESSES = 1024  # in_networks answers remembered for one networks tuple
+
+# in_networks' memory: the networks tuple it is for, and {client address: answer}.
+# Keyed by the tuple's identity (a reference is kept, so the id cannot be reused):
+# hashing the tuple as an lru_cache key hashes every network in Python, on each call.
+_networks_memo: tuple[tuple[Network, ...] | None, dict[str, bool]] = (None, {})
+
+
 def in_networks(ip: str, networks: Sequence[Network]) -> bool:
     """Client address in mynetworks; an IPv4-mapped IPv6 client also matches as IPv4."""
-    if isinstance(networks, tuple):
-        return _in_networks_cached(ip, networks)
-    return _in_networks(ip, networks)
-
-
-@functools.lru_cache(maxsize=1024)
-def _in_networks_cached(ip: str, networks: tuple[Network, ...]) -> bool:
-    return _in_networks(ip, networks)
+    global _networks_memo
+    if not isinstance(networks, tuple):
+        return _in_networks(ip, networks)
+    memo_for, memo = _networks_memo
+    if memo_for is not networks:
+        memo = {}
+        _networks_memo = (networks, memo)
+    answer = memo.get(ip)
+    if answer is None:
+        answer = _in_networks(ip, networks)
+        if len(memo) < MAX_CACHED_ADDRESSES:
+            memo[ip] = answer
+    return answer
 
 
 def _in_networks(ip: str, networks: Sequence[Network]) -> bool:

@@ -43,6 +43,7 @@ from mailroom.policy.restrictions import Restriction, parse_restrictions, requir
 from mailroom.smtp.replies import Reply
 
 STAGES = ("connect", "helo", "mail", "rcpt", "etrn")
+_DELAYED_STAGES = frozenset({"connect", "helo", "mail"})  # smtpd_delay_reject = yes: wait for RCPT
 
 #: Postfix's built-in smtpd_relay_restrictions (3.x); note it *defers* relaying (454).
 DEFAULT_RELAY_RESTRICTIONS = parse_restrictions(
@@ -129,14 +130,16 @@ class Restrictions:
             raise ValueError(
                 f"unknown policy stage '{stage}' (expected one of {', '.join(STAGES)})"
             )
-        st = State(ctx, self.directory, self.resolver, self.settings.mynetworks)
         delay = self.settings.delay_reject
+        if delay and stage in _DELAYED_STAGES:
+            return None  # judged at RCPT, with that recipient
+        st = State(ctx, self.directory, self.resolver, self.settings.mynetworks)
         if stage == "connect":
-            return None if delay else self._finish(st, await self._client(st))
+            return self._finish(st, await self._client(st))
         if stage == "helo":
-            return None if delay else self._finish(st, await self._helo(st))
+            return self._finish(st, await self._helo(st))
         if stage == "mail":
-            return None if delay else self._finish(st, await self._mail(st))
+            return self._finish(st, await self._mail(st))
         if stage == "etrn":
             return await self._etrn(st, delay)
         return await self._rcpt(st, delay)

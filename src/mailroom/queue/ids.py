@@ -36,6 +36,10 @@ def _encode(value: int, digits: int) -> str:
     return "".join(reversed(chars))
 
 
+# Two digits (10 bits) at a time: _PAIRS[v] == _encode(v, 2) for 0 <= v < 1024.
+_PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
+
+
 class QueueIdGenerator:
     """Makes IDs; thread-safe, with clock and randomness injectable for tests."""
 
@@ -47,20 +51,22 @@ class QueueIdGenerator:
     ) -> None:
         self._clock = clock
         self._pid = os.getpid() if pid is None else pid
+        self._pid_part = _encode(self._pid, PID_DIGITS)
         start = (rng or random.SystemRandom()).randrange(32**COUNTER_DIGITS)
         self._counter = itertools.count(start)
         self._lock = threading.Lock()
+        self._second: tuple[int, str] = (-1, "")  # the seconds part, made once per second
 
     def __call__(self) -> str:
         seconds, micros = divmod(round(self._clock() * 1_000_000), 1_000_000)
         with self._lock:
             n = next(self._counter)
-        return (
-            _encode(seconds, SECONDS_DIGITS)
-            + _encode(micros, MICROS_DIGITS)
-            + _encode(self._pid, PID_DIGITS)
-            + _encode(n, COUNTER_DIGITS)
-        )
+        second = self._second  # one read: another thread may replace it meanwhile
+        if second[0] != seconds:
+            second = self._second = (seconds, _encode(seconds, SECONDS_DIGITS))
+        # Same digits as _encode() of each part (MICROS_DIGITS = 4, COUNTER_DIGITS = 2).
+        return (second[1] + _PAIRS[(micros >> 10) & 1023] + _PAIRS[micros & 1023]
+                + self._pid_part + _PAIRS[n & 1023])
 
 
 def is_queue_id(text: str) -> bool:

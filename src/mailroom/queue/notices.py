@@ -48,6 +48,10 @@ class Notifier:
 
     async def final(self, envelope: Envelope, original: bytes) -> None:
         """Every recipient is delivered or bounced: failure and success notices."""
+        if not any(r.status == "bounced" or r.notify for r in envelope.recipients):
+            # Nothing failed and nobody gave NOTIFY (which without SUCCESS never asks
+            # for a success notice): the common case needs no report built at all.
+            return
         now = self.clock()
         failed = reports_from_envelope(envelope, "failure")
         if failed:

@@ -12,6 +12,14 @@ the handlers' locks are not contended, and the handlers write the lines logged i
 one event-loop iteration with one write() at its end (a line logged outside a
 running loop, and any warning or error, is written at once). A kill -9 can thus
 lose the lines of the iteration it interrupts, never more.
+
+The INFO lines (nearly all of them) take a shorter road still: a ServiceLogger
+whose records would only reach the handlers setup_logging() installed formats the
+line itself and hands the text to them, without building a LogRecord or walking
+logging's filter and handler chain (together most of a line's cost). Any other
+arrangement (a handler or filter added by someone else, propagation turned on,
+keyword arguments, WARNING and above) goes the standard way, so what is written
+is the same text either way.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 _ROOT = "mailroom"
@@ -63,17 +72,21 @@ class PostfixFormatter(logging.Formatter):
         return self._stamp
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.line(record.name, record.levelno, record.getMessage(), record.created)
+
+    def line(self, name: str, levelno: int, message: str, created: float) -> str:
+        """The line for a message of logger `name` (format() of a record, without the record)."""
         prefix = ""
-        if record.levelno >= logging.WARNING:
-            if record.levelno >= logging.CRITICAL:
+        if levelno >= logging.WARNING:
+            if levelno >= logging.CRITICAL:
                 prefix = "fatal: "
-            elif record.levelno >= logging.ERROR:
+            elif levelno >= logging.ERROR:
                 prefix = "error: "
             else:
                 prefix = "warning: "
-        line = f"{self._tag(record.name)}[{_pid}]: {prefix}{record.getMessage()}"
+        line = f"{self._tag(name)}[{_pid}]: {prefix}{message}"
         if self.with_timestamp:
-            line = f"{self._timestamp(record.created)} {line}"
+            line = f"{self._timestamp(created)} {line}"
         return line
 
 
@@ -92,7 +105,18 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        if record.levelno < logging.WARNING:
+        self._after_append(record.levelno)
+
+    def emit_info(self, line: str) -> None:
+        """ServiceLogger's fast path: what emit() does for an INFO record, given its line."""
+        with self.lock:  # type: ignore[union-attr]  # createLock() made it
+            self._lines.append(line)
+            if self._flush_loop is None or self._flush_thread != threading.get_ident():
+                self._after_append(logging.INFO)
+
+    def _after_append(self, levelno: int) -> None:
+        """Write now, or make sure the running loop writes at the end of this iteration."""
+        if levelno < logging.WARNING:
             if self._flush_loop is not None and self._flush_thread == threading.get_ident():
                 return  # this thread's loop flushes at the end of the iteration
             try:
@@ -133,9 +157,71 @@ class BufferedFileHandler(BufferedStreamHandler, logging.FileHandler):
     """`maillog_file`, written like BufferedStreamHandler."""
 
 
+# What setup_logging() installed on the "mailroom" logger: (that logger, its handlers,
+# each with its PostfixFormatter, the tag prefix), or None while no such arrangement is
+# in place. A ServiceLogger is named "mailroom.SERVICE", so its tag is "mailroom/SERVICE".
+_installed: tuple[
+    logging.Logger,
+    list[logging.Handler],
+    tuple[tuple[BufferedStreamHandler, PostfixFormatter], ...],
+    str,
+] | None = None
+_TAG_FROM = len(_ROOT) + 1
+
+
+class ServiceLogger(logging.Logger):
+    """A service's logger; INFO lines skip the LogRecord when only our handlers get them."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        installed = _installed
+        if (
+            installed is None
+            or kwargs
+            or not self.isEnabledFor(logging.INFO)
+            or self.parent is not installed[0]
+            or self.handlers
+            or self.filters
+            or not self.propagate
+            or self.disabled
+            or installed[0].handlers != installed[1]  # someone added or removed a handler
+            or installed[0].filters
+            or installed[0].propagate
+            or (len(args) == 1 and isinstance(args[0], Mapping))  # logging's %(name)s form
+        ):
+            super().info(msg, *args, **kwargs)
+            return
+        try:
+            message = str(msg) % args if args else str(msg)
+        except Exception:  # noqa: BLE001 - let logging report the bad format as it does
+            super().info(msg, *args)
+            return
+        for handler, formatter in installed[2]:
+            if handler.filters or handler.level > logging.INFO or handler.formatter is not formatter:
+                super().info(msg, *args)  # a changed handler: let logging sort it out
+                return
+        # PostfixFormatter.line() for each handler, with the common part made once.
+        line = f"{installed[3]}{self.name[_TAG_FROM:]}[{_pid}]: {message}"
+        now = time.time()
+        for handler, formatter in installed[2]:
+            handler.emit_info(f"{formatter._timestamp(now)} {line}" if formatter.with_timestamp else line)
+
+
 def get_logger(service: str) -> logging.Logger:
-    """The logger for one service (smtpd, cleanup, qmgr, virtual, smtp, imap, pop3, auth)."""
-    return logging.getLogger(f"{_ROOT}.{service}")
+    """The logger for one service (smtpd, cleanup, qmgr, virtual, smtp, imap, pop3, auth).
+
+    A ServiceLogger, unless a plain logger of that name already existed (it then
+    simply takes logging's standard road).
+    """
+    # Manager.getLogger makes new loggers of manager.loggerClass. Another thread
+    # creating an unrelated logger meanwhile would get a ServiceLogger too, which
+    # is harmless: outside our arrangement it behaves exactly like a Logger.
+    manager = logging.Logger.manager
+    saved = manager.loggerClass
+    manager.loggerClass = ServiceLogger
+    try:
+        return manager.getLogger(f"{_ROOT}.{service}")
+    finally:
+        manager.loggerClass = saved
 
 
 def setup_logging(maillog_file: str = "", level: int = logging.INFO) -> None:
@@ -160,3 +246,8 @@ def setup_logging(maillog_file: str = "", level: int = logging.INFO) -> None:
         root.addHandler(filehandler)
     root.setLevel(level)
     root.propagate = False
+    global _installed
+    handlers = list(root.handlers)
+    ours = tuple((h, h.formatter) for h in handlers
+                 if isinstance(h, BufferedStreamHandler) and isinstance(h.formatter, PostfixFormatter))
+    _installed = (root, handlers, ours, f"{_ROOT}/") if len(ours) == len(handlers) else None

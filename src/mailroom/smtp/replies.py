@@ -39,6 +39,10 @@ class Reply:
         return out
 
     def encode(self) -> bytes:
+        if "\n" not in self.text:  # one line, as all but the EHLO reply: no list, no join
+            if self.enhanced:
+                return f"{self.code} {self.enhanced} {self.text}\r\n".encode("utf-8", "replace")
+            return f"{self.code} {self.text}\r\n".encode("utf-8", "replace")
         return "".join(line + "\r\n" for line in self.lines()).encode("utf-8", "replace")
 
     def __str__(self) -> str:

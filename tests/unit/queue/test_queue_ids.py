@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import random
 import threading
 
@@ -38,3 +39,18 @@ def test_processes_differ_by_pid_and_ids_sort_by_time() -> None:
     late = QueueIdGenerator(clock=lambda: 1000.000001, pid=1)()
     later = QueueIdGenerator(clock=lambda: 1001.0, pid=1)()
     assert early < late < later
+
+
+def test_ids_are_the_four_parts_in_base32() -> None:
+    from mailroom.queue.ids import _encode
+
+    rng = random.Random(7)
+    for _ in range(500):
+        now = rng.uniform(0, 2**35 - 1)
+        pid = rng.randrange(1, 4_194_304)
+        gen = QueueIdGenerator(clock=functools.partial(float, now), rng=random.Random(3), pid=pid)
+        start = random.Random(3).randrange(32**2)
+        for k in range(3):
+            seconds, micros = divmod(round(now * 1_000_000), 1_000_000)
+            assert gen() == (_encode(seconds, 7) + _encode(micros, 4) + _encode(pid, 3)
+                             + _encode(start + k, 2))
