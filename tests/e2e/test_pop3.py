@@ -112,3 +112,29 @@ def test_pipelined_commands_and_idle_timeout(pop3: Pop3Fixture) -> None:
                          lines[4]]
     assert lines[4].startswith("+OK 1 00000001")
     assert lines[5:7] == ["+OK", "-ERR Disconnected for inactivity."]
+
+
+def test_read_ahead_serves_each_message_its_own_bytes(pop3: Pop3Fixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RETR in order, backwards, TOP and a message expunged by another session meanwhile:
+    the read-ahead never hands one message's bytes to another, nor a vanished one's."""
+    from mailroom.adapters import pop3 as pop3_adapter
+
+    monkeypatch.setattr(pop3_adapter, "READ_AHEAD_MESSAGES", 4)
+    bodies = [f"Subject: m{i}\r\n\r\n{'x' * (i * 37)}\r\n".encode() for i in range(10)]
+    paths = [pop3.deliver(body) for body in bodies]
+    pop = pop3.login()
+    for number in (1, 2, 3, 7, 6, 5, 10, 9, 8, 4):
+        lines = pop.retr(number)[1]
+        assert b"\r\n".join(lines) + b"\r\n" == bodies[number - 1], number
+    assert pop.top(3, 0)[1] == [b"Subject: m2", b""]
+    pop.quit()
+    pop = pop3.login()
+    assert b"\r\n".join(pop.retr(1)[1]) + b"\r\n" == bodies[0]  # reads 2..4 ahead
+    cur = pop3.maildir / "cur"
+    (gone,) = [n for n in os.listdir(cur) if n.startswith(paths[5].name)]
+    os.unlink(cur / gone)  # another session expunges message 6 before it is read
+    for number in (2, 3, 4, 5):
+        assert b"\r\n".join(pop.retr(number)[1]) + b"\r\n" == bodies[number - 1]
+    with pytest.raises(poplib.error_proto):
+        pop.retr(6)
+    pop.quit()

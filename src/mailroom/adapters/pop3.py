@@ -48,6 +48,8 @@ log = get_logger("pop3")
 DEFAULT_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
 DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
 
+READ_AHEAD_MESSAGES = 16  # messages read in one worker-thread trip for RETR/TOP
+READ_AHEAD_BYTES = 1 << 20  # and at most this much beyond the one asked for
 
 @dataclass
 class Pop3Service:
@@ -98,6 +100,7 @@ class Pop3Session(LoginSession):
         self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
         self.folder: Folder | None = None
         self.uids: list[int] = []  # message number - 1 -> UID
+        self._read_ahead: dict[int, bytes] = {}  # message number -> content read with an earlier one
         self.updating = False
 
     async def _run(self) -> None:
@@ -191,7 +194,8 @@ class Pop3Session(LoginSession):
             self.conn.login_unavailable()
             return
         # Dovecot's order: messages with a POP3 order (O key, kept from a migration) first.
-        messages.sort(key=lambda m: (m.pop3_order is None, m.pop3_order or 0, m.uid))
+        # (sorted(), not .sort(): the list is the Folder's own, shared until something changes)
+        messages = sorted(messages, key=lambda m: (m.pop3_order is None, m.pop3_order or 0, m.uid))
         self.folder = folder
         self.uids = [m.uid for m in messages]
         self.conn.accept_login([MessageEntry(m.vsize, m.pop3_uidl) for m in messages])
@@ -200,17 +204,48 @@ class Pop3Session(LoginSession):
 
     async def _retrieve(self, event: Retrieve) -> None:
         assert self.folder is not None
-        try:
-            data = await asyncio.to_thread(self.folder.read, self.uids[event.number - 1])
-        except StoreError as exc:
-            log.error("%s: user=<%s>: %s", self.who, self.conn.username, exc)
-            data = None
+        data = self._read_ahead.pop(event.number, None)
+        if data is None:
+            self._read_ahead.clear()
+            numbers = self._ahead_of(event.number)
+            try:
+                datas = await asyncio.to_thread(self._read_many, numbers)
+            except StoreError as exc:
+                log.error("%s: user=<%s>: %s", self.who, self.conn.username, exc)
+                datas = [None]
+            data = datas[0]
+            self._read_ahead = {n: d for n, d in zip(numbers[1:], datas[1:], strict=False) if d is not None}
         if data is None:
             self.conn.message_unavailable()
             return
         self.conn.send_message(data)
         self._write(self.conn.data_to_send())
         await self._can_write.wait()  # bounded memory: one message in flight at a time
+
+    def _ahead_of(self, number: int) -> list[int]:
+        """`number` and the messages after it, up to the read-ahead limits: clients fetch in
+        order, and one trip to a worker thread per message costs more than the read."""
+        assert self.folder is not None
+        numbers, total = [number], 0
+        for n in range(number + 1, min(number + READ_AHEAD_MESSAGES, len(self.uids) + 1)):
+            info = self.folder.get(self.uids[n - 1])
+            total += info.size if info is not None else 0
+            if total > READ_AHEAD_BYTES:
+                break
+            numbers.append(n)
+        return numbers
+
+    def _read_many(self, numbers: list[int]) -> list[bytes | None]:
+        """Worker thread: the first message must be read; the rest are best effort."""
+        assert self.folder is not None
+        first = self.folder.read(self.uids[numbers[0] - 1])
+        rest: list[bytes | None] = []
+        for n in numbers[1:]:
+            try:
+                rest.append(self.folder.read(self.uids[n - 1]))
+            except StoreError:
+                break
+        return [first, *rest]
 
     async def _update(self, event: Update) -> None:
         assert self.folder is not None
