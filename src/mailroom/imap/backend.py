@@ -25,8 +25,10 @@ class MailboxError(Exception):
         self.code = code  # e.g. "NONEXISTENT", "ALREADYEXISTS", "CANNOT"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageMeta:
+    """Never mutated, only replaced (not frozen: a SELECT builds one per message)."""
+
     uid: int
     size: int  # RFC822.SIZE (CRLF octets)
     flags: frozenset[str]  # system flags and keywords

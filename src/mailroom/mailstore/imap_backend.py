@@ -29,7 +29,7 @@ AUTO_FOLDERS = tuple(sorted(SPECIAL_USE))  # created and subscribed on first log
 
 
 def _meta(info: MessageInfo, recent: bool) -> MessageMeta:
-    return MessageMeta(info.uid, info.vsize, info.flags | info.keywords, recent)
+    return MessageMeta(info.uid, info.vsize, info.flags | info.keywords if info.keywords else info.flags, recent)
 
 
 @contextmanager
