@@ -392,8 +392,12 @@ class SmtpSession(asyncio.Protocol):
             else:
                 conn.reply(reply)
         elif isinstance(event, MessageReceived):
-            self._last_command = "DATA"
-            conn.reply(await self._queue(event))
+            self._last_command = "BDAT" if event.chunked else "DATA"
+            queued = await self._queue(event)
+            if isinstance(queued, Reply):
+                conn.reply(queued)
+            else:
+                conn.accept(queue_id=queued)  # the core words the 250 (DATA and BDAT differ)
         elif isinstance(event, Vrfy):
             self._last_command = "VRFY"
             conn.accept()  # 252: never tells whether a mailbox exists
@@ -440,7 +444,8 @@ class SmtpSession(asyncio.Protocol):
         await asyncio.sleep(float(config["smtpd_error_sleep_time"]))
         return (replies.TEMP_AUTH_FAILURE if temporary else replies.auth_failed()), ""
 
-    async def _queue(self, event: MessageReceived) -> Reply:
+    async def _queue(self, event: MessageReceived) -> Reply | str:
+        """Queue the message (fsynced); its queue ID, or the refusal to send instead."""
         runtime = self.runtime
         envelope = event.envelope()
         for rcpt in envelope.recipients:
@@ -472,7 +477,7 @@ class SmtpSession(asyncio.Protocol):
         if message_id:
             get_logger("cleanup").info("%s: message-id=%s", queue_id, message_id)
         runtime.queue_manager.notify(queue_id)
-        return replies.queued_as(queue_id)
+        return queue_id
 
     @property
     def idle(self) -> bool:

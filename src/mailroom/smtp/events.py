@@ -86,13 +86,18 @@ class AuthCredentials(Event):
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived(Event):
-    """End of DATA; queue it, then accept(queue_id=...) or reply with a refusal."""
+    """End of DATA or BDAT LAST; queue it, then accept(queue_id=...) or reply with a refusal.
+
+    accept() words the 250 as Postfix does for the command that ended the message
+    ("Ok: queued as ID", or "Ok: N bytes queued as ID" after BDAT).
+    """
 
     needs_reply: ClassVar[bool] = True
     data: bytes = field(repr=False)
     sender: Path
     mail_params: MailParams
     recipients: tuple[tuple[Path, RcptParams], ...]
+    chunked: bool = False  # RFC 3030: it came in BDAT chunks
 
     def envelope(self) -> Envelope:
         """The queue envelope; the adapter fills queue_id, arrival_time and client."""

@@ -71,9 +71,25 @@ def ehlo_ok(hostname: str, keywords: list[str]) -> Reply:
     return Reply(250, "", "\n".join([hostname, *keywords]))
 
 
-def queued_as(queue_id: str) -> Reply:
-    """RFC 5321 §4.1.1.4: the message is safe on disk (Postfix logs the same id)."""
+def queued_as(queue_id: str, size: int | None = None) -> Reply:
+    """RFC 5321 §4.1.1.4: the message is safe on disk (Postfix logs the same id).
+
+    After BDAT LAST (RFC 3030 §2) Postfix also tells the message's size: `size` is
+    the length of the message as queued.
+    """
+    if size is not None:
+        return Reply(250, "2.0.0", f"Ok: {size} bytes queued as {queue_id}")
     return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+def chunk_received(size: int) -> Reply:
+    """RFC 3030 §2: a BDAT chunk without LAST was read ("Ok: 1 bytes" too, as Postfix)."""
+    return Reply(250, "2.0.0", f"Ok: {size} bytes")
+
+
+def chunk_discarded(size: int) -> Reply:
+    """A BDAT chunk after a refused one in the same transfer: read and thrown away."""
+    return Reply(551, "5.0.0", f"Discarded {size} bytes after earlier error")
 
 
 def vrfy_cannot_verify(argument: str) -> Reply:
@@ -169,6 +185,14 @@ BAD_NOTIFY = Reply(501, "5.5.4", "Bad NOTIFY parameter syntax")
 BAD_ORCPT = Reply(501, "5.5.4", "Bad ORCPT parameter syntax")
 BAD_BODY = Reply(501, "5.5.4", "Bad BODY keyword syntax")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+# RFC 3030 CHUNKING, in Postfix 3.7's words. A BDAT whose count cannot be parsed ends
+# the session (521): its chunk cannot be skipped, so nothing after it can be framed.
+BDAT_SYNTAX = Reply(521, "5.5.4", "Syntax: BDAT count [LAST]")
+NULL_BDAT = Reply(551, "5.7.1", "Null BDAT request")  # "BDAT 0" without LAST
+CHUNK_TOO_BIG = Reply(552, "5.3.4", "Chunk exceeds message size limit")
+DATA_AFTER_BDAT = Reply(503, "5.5.1", "Error: DATA after BDAT")
+MAIL_AFTER_BDAT = Reply(503, "5.5.1", "Error: MAIL after BDAT")
+RCPT_AFTER_BDAT = Reply(503, "5.5.1", "Error: RCPT after BDAT")
 HEADER_TOO_BIG = Reply(552, "5.3.4", "Error: message header size exceeds limit")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
 # smtpd_forbid_bare_newline=reject answers 550 (smtpd_forbid_bare_newline_reject_code);

@@ -13,17 +13,31 @@ in command order, each decided with the state its predecessors left behind.
 Replies accumulate in an output buffer drained by `data_to_send()`.
 
 States: GREETING -> COMMAND <-> AUTH (SASL exchange) / DATA (message body) /
-TLS_HANDSHAKE (after STARTTLS) -> CLOSED. Transaction state (sender, recipients)
-lives across COMMAND and DATA and is cleared by RSET, HELO/EHLO, end of DATA,
-STARTTLS and TLS start (RFC 5321 §4.1.1.5, §4.1.4; RFC 3207 §4.2).
+CHUNK (one BDAT chunk) / TLS_HANDSHAKE (after STARTTLS) -> CLOSED. Transaction state
+(sender, recipients, the BDAT chunks so far) lives across COMMAND, DATA and CHUNK and
+is cleared by RSET, HELO/EHLO, end of DATA, BDAT LAST, STARTTLS and TLS start
+(RFC 5321 §4.1.1.5, §4.1.4; RFC 3030 §2; RFC 3207 §4.2).
 
-Security choices: only <CRLF>.<CRLF> ends DATA (see smtp/data.py); bytes pipelined
-after STARTTLS are discarded (RFC 3207 §6); a command ending in a bare LF closes
-the session when forbid_bare_newline is on; lines are bounded (wire/lines.py).
+Security choices: only <CRLF>.<CRLF> ends DATA (see smtp/data.py); a BDAT chunk is
+framed by its count alone and is read even when the command is refused, so its
+content is never taken for commands (see smtp/bdat.py); bytes pipelined after
+STARTTLS are discarded (RFC 3207 §6); a command ending in a bare LF closes the
+session when forbid_bare_newline is on; lines are bounded (wire/lines.py).
+
+CHUNKING (RFC 3030, without BINARYMIME) answers as Debian's Postfix 3.7 does, as
+recorded in tests/interop/test_postfix_bdat.py: "250 2.0.0 Ok: N bytes" per chunk,
+"250 2.0.0 Ok: N bytes queued as ID" after LAST; a count that cannot be parsed is
+"521 5.5.4 Syntax: BDAT count [LAST]" and the end of the session; once a chunk of a
+transfer is refused (503/554 sequence, "551 5.7.1 Null BDAT request" for BDAT 0
+without LAST, "552 5.3.4 Chunk exceeds message size limit"), later chunks are read
+and dropped with "551 5.0.0 Discarded N bytes after earlier error" until LAST, RSET
+or HELO/EHLO; MAIL, RCPT and DATA inside a transfer are "503 5.5.1 Error: <verb>
+after BDAT". Where mailroom is stricter than Postfix, the code says why.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import Enum, auto
 
@@ -37,6 +51,7 @@ from mailroom.sasl.mechanisms import (
 )
 from mailroom.smtp import replies
 from mailroom.smtp.address import AddressError, Path, parse_path
+from mailroom.smtp.bdat import ChunkedMessage, ChunkReader, parse_bdat
 from mailroom.smtp.commands import (
     AUTH_LINE_LIMIT,
     COMMAND_LINE_LIMIT,
@@ -70,6 +85,8 @@ from mailroom.wire.lines import Line, LineBuffer
 
 # Commands allowed before STARTTLS when TLS is required (Postfix's SMTPD_CMD_FLAG_PRE_TLS).
 PRE_TLS_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "NOOP", "RSET", "QUIT"})
+# A BDAT command line: the verb, then blanks or the end (Postfix splits words at blanks).
+_BDAT_LINE = re.compile(rb"[ \t]*BDAT(?:[ \t\r]|\Z)", re.IGNORECASE)
 
 
 class State(Enum):
@@ -77,6 +94,7 @@ class State(Enum):
     COMMAND = auto()
     AUTH = auto()
     DATA = auto()
+    CHUNK = auto()
     TLS_HANDSHAKE = auto()
     CLOSED = auto()
 
@@ -101,6 +119,8 @@ class ServerConnection:
         self._close_reason = ""
         self._sasl: Exchange | None = None
         self._data: DataReader | None = None
+        self._chunk: ChunkReader | None = None  # the BDAT chunk being read
+        self._bdat: ChunkedMessage | None = None  # a BDAT transfer is open (first BDAT .. LAST)
         self._sender: tuple[Path, MailParams] | None = None
         self._recipients: list[tuple[Path, RcptParams]] = []
 
@@ -118,7 +138,8 @@ class ServerConnection:
 
     @property
     def buffered(self) -> int:
-        """Octets received and not yet consumed as lines (DATA bytes are counted there)."""
+        """Octets received and not yet consumed as lines (DATA and BDAT chunk bytes are
+        consumed as they arrive and not counted here)."""
         return len(self._lines)
 
     def receive_data(self, data: bytes) -> None:
@@ -130,6 +151,10 @@ class ServerConnection:
         elif self._data is not None and self._data.result is None:
             rest = self._data.feed(data)
             if rest is not None:
+                self._lines.feed(rest)
+        elif self._chunk is not None and not self._chunk.done:
+            rest = self._chunk.feed(data)
+            if rest:
                 self._lines.feed(rest)
         else:
             self._lines.feed(data)
@@ -144,7 +169,12 @@ class ServerConnection:
                 return ConnectionClosed(self._close_reason)
             if self.state is State.TLS_HANDSHAKE:
                 return NEED_DATA
-            event = self._data_step() if self.state is State.DATA else self._line_step()
+            if self.state is State.DATA:
+                event = self._data_step()
+            elif self.state is State.CHUNK:
+                event = self._chunk_step()
+            else:
+                event = self._line_step()
             if isinstance(event, NeedData):
                 return event
             if event is not None:
@@ -171,7 +201,7 @@ class ServerConnection:
         elif isinstance(event, MessageReceived):
             if not queue_id:
                 raise LocalProtocolError("accepting a message needs its queue id")
-            self.reply(replies.queued_as(queue_id))
+            self.reply(replies.queued_as(queue_id, len(event.data) if event.chunked else None))
         elif isinstance(event, Vrfy):
             self.reply(replies.vrfy_cannot_verify(event.argument))
         elif isinstance(event, Etrn):
@@ -237,7 +267,12 @@ class ServerConnection:
     @property
     def in_transaction(self) -> bool:
         """A MAIL transaction is open: a shutdown should let it finish."""
-        return self._sender is not None or self.state is State.DATA
+        return (
+            self._sender is not None
+            or self._bdat is not None
+            or self.state is State.DATA
+            or self.state is State.CHUNK
+        )
 
     @property
     def awaiting_reply(self) -> Event | None:
@@ -262,6 +297,7 @@ class ServerConnection:
         kw += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         if s.smtputf8:
             kw.append("SMTPUTF8")
+        kw.append("CHUNKING")  # RFC 3030, last as in Postfix; BINARYMIME is not offered
         return kw
 
     # -------------------------------------------------------------- internals
@@ -282,11 +318,14 @@ class ServerConnection:
         self.state = State.CLOSED
         self._close_reason = reason
         self._data = None
+        self._chunk = None
+        self._bdat = None
         self._sasl = None
 
     def _reset_transaction(self) -> None:
         self._sender = None
         self._recipients = []
+        self._bdat = None
 
     def _data_step(self) -> Event | NeedData | None:
         assert self._data is not None
@@ -298,22 +337,60 @@ class ServerConnection:
             return NEED_DATA
         self._data = None
         self.state = State.COMMAND
+        return self._message_end(result.message, too_big=result.too_big, bare_lf=result.bare_lf)
+
+    def _chunk_step(self) -> Event | NeedData | None:
+        chunk = self._chunk
+        assert chunk is not None
+        if not chunk.done:
+            if self._eof:
+                self._close("lost connection after BDAT")  # nothing is queued
+                return None
+            return NEED_DATA
+        self._chunk = None
+        self.state = State.COMMAND
+        if chunk.refusal is not None:
+            if chunk.last:
+                self._reset_transaction()  # Postfix: a refused LAST ends the transaction too
+            self._send(chunk.refusal)
+            return None
+        if not chunk.last:
+            self._send(replies.chunk_received(chunk.size))
+            return None
+        transfer = self._bdat
+        assert transfer is not None
+        self._bdat = None
+        message = transfer.message()
+        # smtpd_forbid_bare_newline covers chunk content as it covers DATA: a bare LF
+        # anywhere fails the message here, at LAST, once every chunk has been read.
+        # Postfix 3.7 takes a bare LF in a chunk as a line end and queues the message;
+        # mailroom refuses it, so no later hop can split the lines (or find a message
+        # end) where this server did not.
+        # The CRLF given to an unended last line counts: no queued message is over the limit.
+        limit = self.settings.message_size_limit
+        too_big = limit > 0 and len(message) > limit
+        return self._message_end(message, too_big=too_big, bare_lf=transfer.bare_lf, chunked=True)
+
+    def _message_end(
+        self, message: bytes, *, too_big: bool = False, bare_lf: bool = False, chunked: bool = False
+    ) -> Event | None:
+        """DATA's end and BDAT LAST share every check, and the MessageReceived event."""
         sender = self._sender
         recipients = tuple(self._recipients)
-        if result.too_big:
+        if too_big:
             self._reset_transaction()
             self._send(replies.MESSAGE_TOO_BIG)  # RFC 1870 §6.3
-        elif _header_size(result.message) > self.settings.header_size_limit:
+        elif _header_size(message) > self.settings.header_size_limit:
             # Postfix truncates an oversized header; mailroom refuses the message
             # rather than deliver a silently altered one (bounded memory either way).
             self._reset_transaction()
             self._send(replies.HEADER_TOO_BIG)
-        elif result.bare_lf:
+        elif bare_lf:
             self._reset_transaction()
             self._send(replies.BARE_LF_IN_DATA)
         else:
             assert sender is not None
-            return MessageReceived(result.message, sender[0], sender[1], recipients)
+            return MessageReceived(message, sender[0], sender[1], recipients, chunked)
         return None
 
     def _line_step(self) -> Event | NeedData | None:
@@ -336,6 +413,10 @@ class ServerConnection:
             self._send(replies.bare_lf_in_command(self.settings.hostname), count=False)
             self._close("bare LF in command")
             return None
+        if self.state is not State.AUTH and _BDAT_LINE.match(item.text):
+            # Before the UTF-8 and length checks: whatever else is wrong with the line,
+            # the chunk behind it must be read or refused with the session.
+            return self._bdat_cmd(item.text)
         try:
             text = item.text.decode("utf-8")
         except UnicodeDecodeError:
@@ -355,7 +436,7 @@ class ServerConnection:
             return self._refuse(replies.BAD_SYNTAX)
         handler = _HANDLERS.get(verb)
         if handler is None:
-            return self._refuse(replies.NOT_RECOGNIZED)  # HELP, EXPN, BDAT, ... like Postfix
+            return self._refuse(replies.NOT_RECOGNIZED)  # HELP, EXPN, ... like Postfix
         if s.tls_required and not self.tls_active and verb not in PRE_TLS_VERBS:
             return self._refuse(replies.STARTTLS_FIRST)  # RFC 3207 §4
         try:
@@ -382,6 +463,8 @@ class ServerConnection:
             return self._refuse(replies.AUTH_REQUIRED)  # RFC 4954 §6
         if self._sender is not None:
             return self._refuse(replies.NESTED_MAIL)
+        if self._bdat is not None:
+            return self._refuse(replies.MAIL_AFTER_BDAT)  # a refused transfer waits for LAST
         path, params = parse_mail(
             arg, message_size_limit=s.message_size_limit, smtputf8_enabled=s.smtputf8
         )
@@ -390,12 +473,16 @@ class ServerConnection:
     def _rcpt(self, arg: str) -> Event | None:
         if self._sender is None:
             return self._refuse(replies.NEED_MAIL)
+        if self._bdat is not None:
+            return self._refuse(replies.RCPT_AFTER_BDAT)
         path, params = parse_rcpt(arg, smtputf8=self._sender[1].smtputf8)
         if len(self._recipients) >= self.settings.recipient_limit:
             return self._refuse(replies.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.8
         return RcptTo(path, params)
 
     def _data_cmd(self, arg: str) -> Event | None:
+        if self._bdat is not None:
+            return self._refuse(replies.DATA_AFTER_BDAT)  # RFC 3030 §2: not mixed in one message
         if arg:
             return self._refuse(replies.DATA_SYNTAX)
         if self._sender is None:
@@ -408,6 +495,55 @@ class ServerConnection:
         rest = self._data.feed(self._lines.take())
         if rest is not None:
             self._lines.feed(rest)
+        return None
+
+    def _bdat_cmd(self, line: bytes) -> Event | None:
+        """RFC 3030 BDAT: start reading one chunk, to keep or to drop (then reply)."""
+        try:
+            args = parse_bdat(line.decode("ascii").lstrip(" \t")[4:])
+        except UnicodeDecodeError:
+            args = None
+        if args is None:
+            # No count, no framing: the chunk cannot be skipped, so the session ends.
+            self._send(replies.BDAT_SYNTAX, count=False)
+            self._close("BDAT syntax error")
+            return None
+        s = self.settings
+        transfer = self._bdat
+        refusal: Reply | None = None
+        if s.tls_required and not self.tls_active:
+            # Postfix answers 530 too, but then reads the chunk as commands (it executes a
+            # NOOP sent as chunk data). mailroom drops the chunk: its content is never a command.
+            refusal = replies.STARTTLS_FIRST
+        elif args.size == 0 and not args.last:
+            refusal = replies.NULL_BDAT
+        elif transfer is not None and transfer.failed:
+            refusal = replies.chunk_discarded(args.size)
+        elif self._sender is None:
+            refusal = replies.NEED_RCPT
+        elif not self._recipients:
+            refusal = replies.NO_VALID_RECIPIENTS  # RFC 2920 §3.1, as DATA
+        elif s.message_size_limit and (transfer.size if transfer else 0) + args.size > s.message_size_limit:
+            # Refused by its count, before a byte is kept: memory stays within the limit.
+            refusal = replies.CHUNK_TOO_BIG
+        if refusal is None:
+            if transfer is None:
+                transfer = self._bdat = ChunkedMessage(s.forbid_bare_newline)
+            chunk = ChunkReader(args, transfer)
+        else:
+            if not args.last and refusal is not replies.STARTTLS_FIRST:
+                # Postfix's error state: the rest of this transfer is read and dropped.
+                if transfer is None:
+                    self._bdat = ChunkedMessage(s.forbid_bare_newline, failed=True)
+                else:
+                    transfer.failed = True
+            chunk = ChunkReader(args, None, refusal)
+        self._chunk = chunk
+        self.state = State.CHUNK
+        if not chunk.done:
+            rest = chunk.feed(self._lines.take())
+            if rest:
+                self._lines.feed(rest)
         return None
 
     def _rset(self, arg: str) -> Event | None:

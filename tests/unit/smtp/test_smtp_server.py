@@ -214,7 +214,7 @@ def test_mail_without_helo_is_accepted_unless_helo_required() -> None:
 
 def test_ehlo_without_size_limit_and_without_vrfy() -> None:
     conn = ServerConnection(ServerSettings(message_size_limit=0, vrfy_disabled=True, smtputf8=False))
-    assert conn.ehlo_keywords() == ["PIPELINING", "SIZE", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
+    assert conn.ehlo_keywords() == ["PIPELINING", "SIZE", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "CHUNKING"]
 
 
 def test_non_utf8_command_is_refused() -> None:
