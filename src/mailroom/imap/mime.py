@@ -20,6 +20,8 @@ MAX_NESTING = 20
 
 
 def to_crlf(data: bytes) -> bytes:
+    if b"\r" not in data:  # a Maildir file as delivered (LF): one pass, not two
+        return data.replace(b"\n", b"\r\n")
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 

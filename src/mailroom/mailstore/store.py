@@ -373,6 +373,13 @@ class Folder:
         info = self._messages.get(uid)
         if info is None:
             return None
+        try:  # the name we know is almost always current: open it without a stat first
+            with open(os.path.join(self.path, info.subdir, info.filename), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            pass  # renamed (flags) or expunged by another session: find it
+        except OSError as exc:
+            raise StoreError(f"{self.path / info.subdir / info.filename}: {exc.strerror or exc}") from None
         for _ in range(3):  # a rename between locate and open: look again, a few times
             path = self._locate(info)
             if path is None:
