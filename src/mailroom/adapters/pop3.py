@@ -240,11 +240,16 @@ class Pop3Session(LoginSession):
         assert self.folder is not None
         first = self.folder.read(self.uids[numbers[0] - 1])
         rest: list[bytes | None] = []
+        total = 0
         for n in numbers[1:]:
             try:
-                rest.append(self.folder.read(self.uids[n - 1]))
+                data = self.folder.read(self.uids[n - 1])
             except StoreError:
                 break
+            total += len(data or b"")
+            if total > READ_AHEAD_BYTES:
+                break  # sizes from names can be missing or wrong: the bytes read are the bound
+            rest.append(data)
         return [first, *rest]
 
     async def _update(self, event: Update) -> None:

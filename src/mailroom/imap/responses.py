@@ -16,7 +16,9 @@ def string(value: bytes | str | None) -> bytes:
     """nstring: NIL, a quoted string when safe, else a literal."""
     if value is None:
         return b"NIL"
-    data = value.encode("utf-8") if isinstance(value, str) else value
+    # surrogateescape: header text keeps undecodable 8-bit bytes that way; they go back out
+    # as the bytes they were (a strict encode raised, failing the whole FETCH).
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     if len(data) <= MAX_QUOTED and not _UNQUOTABLE.search(data):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data

@@ -644,6 +644,7 @@ class ServerConnection:
             shown = self._backend().subscriptions()
         else:  # levels that are no mailbox ("Lists" of "Lists.mailroom") too, as \Noselect (§6.3.8)
             implied = {name.rsplit(SEPARATOR, depth)[0] for name in names for depth in range(1, name.count(SEPARATOR) + 1)}
+            implied.discard("")  # ".x" implies no level: "" is LIST's reserved delimiter reply
             shown = sorted(existing | implied, key=lambda n: (n.upper() != "INBOX", n))
         for name in shown:
             test = "INBOX" + name[5:] if name.upper().startswith("INBOX") else name

@@ -23,14 +23,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 CACHE_NAME = "mailroom.cache"
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for another; then the write is skipped
 SCHEMA = "CREATE TABLE IF NOT EXISTS summary (field TEXT NOT NULL, base TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (field, base)) WITHOUT ROWID"
+FORMAT = 2  # bumped whenever what a field holds changes: older rows are then never read
 FLUSH_EVERY = 1000  # pending rows written in one transaction at most
 PRUNE_SLACK = 100  # orphan rows tolerated before pruning
+
+
+def _stored(name: str) -> str:
+    return f"{name}/{FORMAT}"
 
 
 class SummaryCache:
@@ -53,7 +59,7 @@ class SummaryCache:
             if db is not None:
                 try:
                     values = {base: bytes(value) for base, value in
-                              db.execute("SELECT base, value FROM summary WHERE field = ?", (name,))}
+                              db.execute("SELECT base, value FROM summary WHERE field = ?", (_stored(name),))}
                 except sqlite3.Error:
                     self._fail()
             self._loaded[name] = values
@@ -68,7 +74,7 @@ class SummaryCache:
         if db is None:
             return None
         try:
-            row = db.execute("SELECT value FROM summary WHERE field = ? AND base = ?", (name, base)).fetchone()
+            row = db.execute("SELECT value FROM summary WHERE field = ? AND base = ?", (_stored(name), base)).fetchone()
         except sqlite3.Error:
             self._fail()
             return None
@@ -79,14 +85,14 @@ class SummaryCache:
         db = self._open()
         if db is not None:
             self._write(db, "INSERT OR REPLACE INTO summary (field, base, value) VALUES (?, ?, ?)",
-                        [(name, base, value)])
+                        [(_stored(name), base, value)])
 
     # ----------------------------------------------------------------- writes
     def put(self, name: str, base: str, value: bytes) -> None:
         """Remember a computed value; written by `flush()` (or when many are pending)."""
         self.field(name)[base] = value
         if not self.broken:
-            self._pending.append((name, base, value))
+            self._pending.append((_stored(name), base, value))
             if len(self._pending) >= FLUSH_EVERY:
                 self.flush()
 
@@ -110,12 +116,13 @@ class SummaryCache:
             return
         self._write(db, "DELETE FROM summary WHERE base = ?", gone)
 
-    def prune(self, live: set[str], name: str) -> None:
-        """Forget rows of messages that are gone, when they clearly outnumber the live ones."""
-        values = self.field(name)
-        if len(values) <= len(live) + PRUNE_SLACK:
+    def prune(self, live: Callable[[], set[str]], count: int) -> None:
+        """Forget rows of messages that are gone (expunged by Dovecot, a MUA, another node)
+        when they clearly outnumber the `count` live ones; only fields this session loaded."""
+        if not any(len(values) > count + PRUNE_SLACK for values in self._loaded.values()):
             return
-        self.forget([base for base in values if base not in live])
+        bases = live()
+        self.forget({base for values in self._loaded.values() for base in values if base not in bases})
 
     def close(self) -> None:
         self.flush()
@@ -128,7 +135,17 @@ class SummaryCache:
     def _open(self, *, create: bool = True) -> sqlite3.Connection | None:
         if self._db is not None or self.broken:
             return self._db
-        if not create and not self.path.exists():
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            self._fail()
+            return None
+        if st is None and not create:
+            return None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            self._fail()  # a symlink (or anything else) is never followed: it could point anywhere
             return None
         try:
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
@@ -143,6 +160,7 @@ class SummaryCache:
                 db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                      check_same_thread=False)
                 db.execute(SCHEMA)
+            db.execute("PRAGMA trusted_schema = OFF")  # the file is data, not code to run
             with contextlib.suppress(OSError):
                 os.chmod(self.path, 0o600)
         except (sqlite3.Error, OSError):

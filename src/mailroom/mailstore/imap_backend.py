@@ -82,6 +82,8 @@ class MaildirMailbox:
             self._known = fresh
             self._listed = [meta for _, meta in fresh.values()]
             self._generation = self.folder.generation
+        current = self._known  # cheap unless the loaded summaries far outnumber the messages
+        self.folder.cache.prune(lambda: {info.base for info, _ in current.values()}, len(current))
         return self._listed
 
     def read(self, uid: int) -> bytes | None:
@@ -106,7 +108,9 @@ class MaildirMailbox:
             cached = self.folder.cache.get(INTERNALDATE, info.base)
             if cached is not None:
                 with contextlib.suppress(ValueError):
-                    return float(cached)
+                    stored = float(cached)
+                    if 0 <= stored < 2**36:  # a real time (crafted "inf" or "nan" is not)
+                        return stored
         value = self.folder.internal_date(uid)
         if value is None:
             return 0.0

@@ -51,6 +51,7 @@ from mailroom.mailstore.names import (
     vsize_from_name,
 )
 from mailroom.mailstore.uidlist import (
+    MAX_UID,
     UIDLIST_NAME,
     StoreBusy,
     UidList,
@@ -231,12 +232,22 @@ class Folder:
                 return False  # they must move to cur/ (and become \Recent here): a real sync
             self.keywords.load()
             messages: dict[int, MessageInfo] = {}
+            last = 0
             for uid, base, suffix, sub, size, vsize, uidl, order in rows:
+                if not _sane_row(uid, last, base, suffix, sub, size, vsize, uidl, order):
+                    return False
+                last = uid
                 letters = suffix.partition(INFO_SEPARATOR)[2].partition(",")[0]
                 messages[uid] = MessageInfo(uid, base, base + suffix, sub, size, vsize, letters_to_flags(letters),
                                             self.keywords.letters_to_names(letters), validity, uidl, order)
-            header = UidList(validity, int(data["next_uid"]), dict(data["header_ext"]))
-        except (ValueError, TypeError, KeyError, AttributeError):
+            next_uid = data["next_uid"]
+            header_ext = data["header_ext"]
+            if (type(next_uid) is not int or not last < next_uid <= MAX_UID + 1 or not 0 < validity <= MAX_UID
+                    or not isinstance(header_ext, dict)
+                    or not all(isinstance(k, str) and isinstance(v, str) for k, v in header_ext.items())):
+                return False
+            header = UidList(validity, next_uid, dict(header_ext))
+        except Exception:  # noqa: BLE001 - any damage (even a RecursionError) means: do a full sync
             return False  # not ours or damaged: a full sync will replace it
         # Records are not restored: the next full sync reads the uidlist afresh (stamp None).
         self._uidlist, self._uidlist_stamp = header, None
@@ -515,6 +526,21 @@ def _settled(marks: tuple[object, ...], started: float) -> bool:
     coarse = any(t % 1_000_000_000 == 0 for t in times)
     limit = int(started * 1e9) - (COARSE_SETTLE_NS if coarse else SETTLE_NS)
     return all(t < limit for t in times)
+
+
+def _sane_row(uid: object, last: int, base: object, suffix: object, sub: object, size: object,
+              vsize: object, uidl: object, order: object) -> bool:
+    """A snapshot row is only trusted when it could have come from a scan of this folder:
+    the names stay inside it, UIDs ascend within 32 bits, sizes are sizes."""
+    return (type(uid) is int and last < uid <= MAX_UID
+            and isinstance(base, str) and isinstance(suffix, str) and sub in ("new", "cur")
+            and bool(base) and base[0] != "." and _NAME_FORBIDDEN.isdisjoint(base + suffix)
+            and INFO_SEPARATOR not in base and (suffix == "" or suffix.startswith(INFO_SEPARATOR))
+            and type(size) is int and type(vsize) is int and size >= 0 and vsize >= 0
+            and isinstance(uidl, str) and (order is None or type(order) is int))
+
+
+_NAME_FORBIDDEN = frozenset("/\0")
 
 
 def _fsync_dir(path: Path) -> None:

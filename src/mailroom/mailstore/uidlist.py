@@ -54,7 +54,8 @@ class UidRecord:
 
     @property
     def base(self) -> str:
-        return self.filename.partition(":")[0]
+        """As names.parse_name cuts it (at ":2,"), so a name with some other ":" matches the scan."""
+        return self.filename.partition(":2,")[0]
 
 
 @dataclass(slots=True)
@@ -105,7 +106,7 @@ def parse(text: str) -> UidList:
             if last < uid <= MAX_UID:
                 last = uid
                 filename = simple[2]
-                records[filename.partition(":")[0]] = UidRecord(uid, filename, {})
+                records[filename.partition(":2,")[0]] = UidRecord(uid, filename, {})
             continue
         record = _parse_record(line, v3=v3)
         if record is None or record.uid <= last:

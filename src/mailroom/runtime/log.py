@@ -54,8 +54,7 @@ class PostfixFormatter(logging.Formatter):
         self.with_timestamp = with_timestamp
         self.hostname = os.uname().nodename.split(".")[0]
         self._tags: dict[str, str] = {}
-        self._stamp_second = -1
-        self._stamp = ""
+        self._cache: tuple[int, str] = (-1, "")  # (second, its timestamp), replaced whole
 
     def _tag(self, name: str) -> str:
         tag = self._tags.get(name)
@@ -66,10 +65,11 @@ class PostfixFormatter(logging.Formatter):
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
-        if second != self._stamp_second:  # one strftime per second, not per line
-            self._stamp = f"{time.strftime('%b %e %H:%M:%S', time.localtime(second))} {self.hostname}"
-            self._stamp_second = second
-        return self._stamp
+        cached = self._cache  # one tuple: a thread never sees one second's stamp with another's
+        if second != cached[0]:  # one strftime per second, not per line
+            cached = (second, f"{time.strftime('%b %e %H:%M:%S', time.localtime(second))} {self.hostname}")
+            self._cache = cached
+        return cached[1]
 
     def format(self, record: logging.LogRecord) -> str:
         return self.line(record.name, record.levelno, record.getMessage(), record.created)

@@ -62,7 +62,9 @@ class ChunkedMessage:
         self.failed = failed
         self.size = 0  # octets of the accepted chunks
         self.bare_lf = False  # a LF without CR before it (only tracked when forbidden)
-        self._parts: list[bytes] = []
+        # One growing buffer, not a list of pieces: a client sending a million tiny
+        # chunks must not cost a Python object (and its overhead) per chunk.
+        self._data = bytearray()
         self._last_cr = False
 
     def append(self, piece: bytes) -> None:
@@ -77,10 +79,10 @@ class ChunkedMessage:
                 bare -= 1
             if bare > 0:
                 self.bare_lf = True
-                self._parts = []  # refused at LAST anyway: stop holding memory
+                self._data = bytearray()  # refused at LAST anyway: stop holding memory
         self._last_cr = piece[-1] == 0x0D
         if not self.bare_lf:
-            self._parts.append(piece)
+            self._data += piece
 
     def message(self) -> bytes:
         """The message as queued: the chunks joined, its last line ended with CRLF.
@@ -89,8 +91,8 @@ class ChunkedMessage:
         stream does (it counts and delivers that line as a full one); the queue then
         holds what a DATA transfer of the same text would have given.
         """
-        data = b"".join(self._parts)
-        self._parts = []
+        data = bytes(self._data)
+        self._data = bytearray()
         if data and not data.endswith(b"\n"):
             data += b"\r\n"
         return data

@@ -98,3 +98,9 @@ def test_raw_fields_agree_with_the_email_package(lines: list[tuple[str, str]], b
     for key, value in BytesHeaderParser().parsebytes(data).raw_items():
         expected.setdefault(key.lower(), []).append(value)
     assert mime.raw_fields(data) == expected
+
+
+def test_an_8bit_parameter_name_comes_back_as_its_bytes_not_a_failed_fetch() -> None:
+    part = mime.parse(b"Content-Type: text/plain; ch\xe9rset=x\r\nContent-Disposition: inline; f\xfc=1\r\n\r\nbody\r\n")
+    structure = mime.bodystructure(part)
+    assert b"CH\xe9RSET" in structure and b"F\xfc" in structure

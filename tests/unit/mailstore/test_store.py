@@ -239,3 +239,14 @@ def test_corrupt_records_are_skipped() -> None:
     uidlist = parse("3 V5 N3\n1 :a\nbogus\n0 :zero\n1 :dup\n2 W :b/c\n7 :late\n")
     assert [r.uid for r in uidlist.records.values()] == [1, 7]
     assert uidlist.next_uid == 8
+
+
+def test_a_name_with_a_colon_but_no_info_part_syncs(maildir: Path) -> None:
+    """`x:y` (not `:2,`) is a base of its own everywhere, in the scan and in the uidlist."""
+    deliver(maildir)
+    odd = maildir / "cur" / "1700000000.odd:name"
+    odd.write_bytes(b"Subject: odd\n\nbody\n")
+    folder = MaildirStore(maildir).folder()
+    assert len(folder.sync()) == 2
+    again = MaildirStore(maildir).folder()
+    assert [m.base for m in again.sync()] == [m.base for m in folder.sync()]

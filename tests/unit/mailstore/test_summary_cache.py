@@ -244,3 +244,63 @@ def test_after_a_restore_new_mail_gets_the_next_uid(maildir: Path) -> None:
 def test_small_folders_write_no_cache_file(maildir: Path) -> None:
     snapshotted(maildir)
     assert not (maildir / CACHE_NAME).exists()
+
+
+@pytest.mark.usefixtures("small_snapshots")
+@pytest.mark.parametrize("damage", ["outside", "recursion", "mixed_uids", "huge_uid", "bad_next"])
+def test_a_crafted_snapshot_is_never_trusted(maildir: Path, damage: str) -> None:
+    """Whoever can write the Maildir can write mailroom.cache: its rows must not name files
+    outside the folder, crash the session, or break UID rules."""
+    import json
+
+    before = snapshotted(maildir)
+    raw = SummaryCache(maildir).read_one("SNAPSHOT", "")
+    assert raw is not None
+    data = json.loads(raw)
+    (maildir.parent / "outside-secret.txt").write_text("secret")
+    if damage == "outside":
+        data["rows"][0][1:4] = ["outside-secret.txt", "", ".."]
+        crafted = json.dumps(data).encode()
+    elif damage == "recursion":
+        crafted = b"[" * 200_000
+    elif damage == "mixed_uids":
+        data["rows"][1][0] = "2"
+        crafted = json.dumps(data).encode()
+    elif damage == "huge_uid":
+        data["rows"][-1][0] = 2**40
+        crafted = json.dumps(data).encode()
+    else:
+        data["next_uid"] = 1
+        crafted = json.dumps(data).encode()
+    SummaryCache(maildir).write_one("SNAPSHOT", "", crafted)
+    fresh = MaildirStore(maildir).folder()
+    assert fresh.sync() == before  # a full sync, as if there were no snapshot
+    assert fresh.read(before[0].uid) == MSG
+    assert (maildir.parent / "outside-secret.txt").exists()
+
+
+def test_a_symlinked_cache_is_not_followed(maildir: Path, tmp_path: Path) -> None:
+    deliver(maildir)
+    target = tmp_path / "elsewhere.db"
+    target.write_bytes(b"")
+    os.chmod(target, 0o644)
+    (maildir / CACHE_NAME).symlink_to(target)
+    cache = SummaryCache(maildir)
+    cache.put("ENVELOPE", "b", b"(env)")
+    cache.close()
+    assert target.read_bytes() == b"" and (target.stat().st_mode & 0o777) == 0o644
+    assert cache.get("ENVELOPE", "b") == b"(env)"  # still works for this session, from memory
+
+
+def test_rows_of_messages_expunged_elsewhere_are_pruned(maildir: Path) -> None:
+    deliver(maildir)
+    SummaryCache(maildir).write_one("ENVELOPE", "placeholder", b"x")
+    stale = SummaryCache(maildir)
+    for i in range(300):
+        stale.put("ENVELOPE", f"gone-{i}", b"(old)")  # expunged by Dovecot or a MUA meanwhile
+    stale.close()
+    mailbox = MaildirBackend(MaildirStore(maildir)).open("INBOX")
+    (meta,) = mailbox.sync()
+    mailbox.summary(meta.uid, "ENVELOPE", lambda: b"(env)")  # loads the field, 300 orphans in it
+    mailbox.sync()
+    assert set(SummaryCache(maildir).field("ENVELOPE")) == {mailbox.folder.get(meta.uid).base}  # type: ignore[union-attr]

@@ -182,9 +182,9 @@ def test_accepted_chunks_stop_being_kept_after_a_forbidden_bare_lf() -> None:
     message.append(b"\nb")
     assert not message.bare_lf
     message.append(b"\nc" * 1000)
-    assert message.bare_lf and message._parts == []
+    assert message.bare_lf and not message._data
     message.append(b"more")
-    assert message._parts == [] and message.size == 2 + 2 + 2000 + 4
+    assert not message._data and message.size == 2 + 2 + 2000 + 4
 
 
 def test_errors_count_and_the_hard_limit_ends_a_discarding_session() -> None:
@@ -265,3 +265,11 @@ def test_bdat_in_any_chunks_gives_the_message_data_gives(body: bytes, cuts: list
         (b"." + line if line.startswith(b".") else line) for line in body.splitlines(keepends=True)
     )
     assert one_message(stream) == body == one_message(b"DATA\r\n" + stuffed + b".\r\n")
+
+
+def test_many_tiny_chunks_cost_their_bytes_not_an_object_each() -> None:
+    message = ChunkedMessage(forbid_bare_newline=True)
+    for _ in range(100_000):
+        message.append(b"xy")
+    assert isinstance(message._data, bytearray) and len(message._data) == 200_000
+    assert message.message() == b"xy" * 100_000 + b"\r\n"
