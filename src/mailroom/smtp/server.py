@@ -401,6 +401,12 @@ class ServerConnection:
                 return None
             return NEED_DATA
         if not isinstance(item, Line):
+            if self.state is not State.AUTH and _BDAT_LINE.match(item.head):
+                # An overlong BDAT line: its count cannot be trusted, so its chunk cannot
+                # be skipped, and what follows must never be read as commands.
+                self._send(replies.BDAT_SYNTAX, count=False)
+                self._close("overlong BDAT command")
+                return None
             self._sasl = None if self.state is State.AUTH else self._sasl
             self.state = State.COMMAND
             self._send(replies.LINE_TOO_LONG)  # RFC 5321 §4.5.3.1.4

@@ -25,13 +25,19 @@ class Line:
 
 
 class _TooLong:
-    """Marker: a line exceeded the limit; its remainder is being discarded."""
+    """Marker: a line exceeded the limit; its remainder is being discarded. `head` is its
+    first octets, so a protocol can still recognise what the line was (a BDAT whose
+    chunk must not be read as commands)."""
+
+    def __init__(self, head: bytes = b"") -> None:
+        self.head = head
 
     def __repr__(self) -> str:
         return "TOO_LONG"
 
 
 TOO_LONG: Final = _TooLong()
+HEAD_KEPT = 16  # octets of an overlong line kept in its marker
 
 
 class LineBuffer:
@@ -58,13 +64,14 @@ class LineBuffer:
             if len(self._buf) < self.max_line:
                 return None
             # No LF within max_line octets: the line (LF included) is too long.
+            head = bytes(self._buf[:HEAD_KEPT])
             nl = self._buf.find(b"\n")
             if nl < 0:
                 self._buf.clear()
                 self._discarding = True
             else:
                 del self._buf[: nl + 1]
-            return TOO_LONG
+            return _TooLong(head)
         raw = bytes(self._buf[:nl])
         del self._buf[: nl + 1]
         if raw.endswith(b"\r"):

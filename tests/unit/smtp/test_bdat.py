@@ -273,3 +273,13 @@ def test_many_tiny_chunks_cost_their_bytes_not_an_object_each() -> None:
         message.append(b"xy")
     assert isinstance(message._data, bytearray) and len(message._data) == 200_000
     assert message.message() == b"xy" * 100_000 + b"\r\n"
+
+
+def test_an_overlong_bdat_line_closes_the_session_before_its_chunk_is_read() -> None:
+    """Padding a BDAT line past the line limit must not turn its chunk into commands."""
+    conn = ServerConnection(ServerSettings())
+    conn.initiate()
+    conn.receive_data(b"BDAT 40" + b" " * 20_000 + b"\r\nMAIL FROM:<smuggled@example.com>\r\n")
+    event = conn.next_event()
+    assert isinstance(event, ConnectionClosed)
+    assert conn.data_to_send().startswith(b"521 5.5.4 Syntax: BDAT count [LAST]")
