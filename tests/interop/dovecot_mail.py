@@ -76,7 +76,25 @@ def hand_to_dovecot(vmail: Path) -> None:
     os.chown(vmail, entry.pw_uid, entry.pw_gid)
 
 
-class DovecotMail:
+class _LoggedIn:
+    """John's IMAP and POP3 sessions on whichever server has these ports."""
+
+    imap_port: int
+    pop3_port: int
+
+    def imap(self) -> imaplib.IMAP4:
+        client = imaplib.IMAP4(HOST, self.imap_port, timeout=TIMEOUT)
+        client.login(JOHN, PASSWORD)
+        return client
+
+    def pop3(self) -> poplib.POP3:
+        client = poplib.POP3(HOST, self.pop3_port, timeout=TIMEOUT)
+        client.user(JOHN)
+        client.pass_(PASSWORD)
+        return client
+
+
+class DovecotMail(_LoggedIn):
     """`dovecot -c <base>/dovecot.conf`: imap and pop3 on 127.0.0.1 high ports, plaintext
     logins allowed (loopback only, ssl = no), one passwd-file user, the mail as `nobody`.
 
@@ -215,20 +233,10 @@ service pop3-login {{
             out[folder] = (int(numbers["uidvalidity"]), int(numbers["uidnext"]), messages)
         return out
 
-    def imap(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4(HOST, self.imap_port, timeout=TIMEOUT)
-        client.login(JOHN, PASSWORD)
-        return client
-
-    def pop3(self) -> poplib.POP3:
-        client = poplib.POP3(HOST, self.pop3_port, timeout=TIMEOUT)
-        client.user(JOHN)
-        client.pass_(PASSWORD)
-        return client
 
 
 @dataclass
-class MailroomServers:
+class MailroomServers(_LoggedIn):
     imap_port: int
     pop3_port: int
     vmail: Path
@@ -237,16 +245,6 @@ class MailroomServers:
     def maildir(self) -> Path:
         return mailbox_path(self.vmail, JOHN)
 
-    def imap(self) -> imaplib.IMAP4:
-        client = imaplib.IMAP4(HOST, self.imap_port, timeout=TIMEOUT)
-        client.login(JOHN, PASSWORD)
-        return client
-
-    def pop3(self) -> poplib.POP3:
-        client = poplib.POP3(HOST, self.pop3_port, timeout=TIMEOUT)
-        client.user(JOHN)
-        client.pass_(PASSWORD)
-        return client
 
 
 @contextlib.contextmanager
