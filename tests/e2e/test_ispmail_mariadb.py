@@ -167,3 +167,30 @@ def test_database_outage_gives_temporary_failures_then_heals(
         server.wait_for_maildir(2)
     finally:
         proxy.close()
+
+
+def test_serve_starts_while_the_database_is_down_then_heals(
+    guide_database: str,
+    mailroom_server_factory: Factory,  # noqa: F811
+) -> None:
+    """As Postfix with its SQL maps down: start, defer, recover without a restart."""
+    target = normalise_url(guide_database)
+    proxy = TcpProxy(target.host or HOST, target.port or 3306)
+    proxy.cut()  # MariaDB is not up yet when mailroom starts (boot order, a failover)
+    try:
+        server = mailroom_server_factory(
+            directory_url=proxy.url_for(guide_database), directory_cache_ttl="0", mynetworks="")
+        assert "answering with temporary errors until it is back" in server.log()
+        reply = _deliver(server.smtp_port)
+        assert reply.startswith(TEMPFAIL), reply
+        assert _auth(server).startswith("454 4.7.0")
+        proxy.restore()
+        deadline = time.monotonic() + RECOVERY_SECONDS
+        while (reply := _deliver(server.smtp_port)).startswith(TEMPFAIL):
+            assert time.monotonic() < deadline, "service did not resume after the database came up"
+            time.sleep(0.2)
+        assert reply.startswith("250 "), reply
+        assert _auth(server).startswith("235 2.7.0")
+        server.wait_for_maildir(1)
+    finally:
+        proxy.close()

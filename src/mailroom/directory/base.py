@@ -19,6 +19,10 @@ class DirectoryError(Exception):
 class DirectoryUnavailable(DirectoryError):
     """The database cannot be reached or read: callers answer with a temporary failure."""
 
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable  # no answer at all (as opposed to a database that is wrong)
+
 
 class AliasLoop(DirectoryError):
     """Alias expansion went round in a circle or too deep."""

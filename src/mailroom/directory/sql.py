@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -98,9 +99,13 @@ class VirtualAlias(Base):
     destination: Mapped[str] = mapped_column(String(100), nullable=False)
 
 
-def open_directory(url: str, create: bool = False) -> SqlDirectory:
-    """Open the directory at `url`; DirectoryUnavailable with one line if it cannot be used."""
-    return SqlDirectory(url, create=create)
+def open_directory(url: str, create: bool = False, *, defer_outage: bool = False) -> SqlDirectory:
+    """Open the directory at `url`; DirectoryUnavailable with one line if it cannot be used.
+
+    With `defer_outage`, a database that cannot be reached yet is not an error: the
+    directory looks at its tables on first use instead (a server started before its
+    database answers with temporary errors until the database is there)."""
+    return SqlDirectory(url, create=create, defer_outage=defer_outage)
 
 
 @functools.cache
@@ -112,32 +117,64 @@ def _dummy_hash() -> str:
 class SqlDirectory:
     """Directory over the ISPmail tables; safe to share between threads."""
 
-    def __init__(self, url: str, *, create: bool = False) -> None:
+    def __init__(self, url: str, *, create: bool = False, defer_outage: bool = False) -> None:
         self._engine = make_engine(url, create)
         self._write_engine = self._engine.execution_options(**{WRITE: True})
+        self._inspect_lock = threading.Lock()
+        self._has_quota = False
+        self._quota_column: ColumnElement[int] | None = None
+        self.deferred_error = ""  # why the tables could not be looked at when opening, if so
         try:
             if create:
                 from mailroom.directory import migrations  # Alembic: only when creating
 
                 migrations.upgrade(self._engine)
+            self._inspect()
+        except DirectoryUnavailable as exc:
+            # A file database that cannot be opened is a configuration error, not an outage.
+            if not (defer_outage and exc.unreachable and self._engine.url.get_backend_name() != "sqlite"):
+                self._engine.dispose()
+                raise
+            self.deferred_error = str(exc)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise DirectoryUnavailable(f"cannot open directory: {one_line(exc)}") from None
+
+    def _inspect(self) -> None:
+        """Check the tables and learn whether virtual_users has a quota column."""
+        try:
             insp = inspect(self._engine)
             missing = [t for t in _TABLES if not insp.has_table(t)]
             has_quota = not missing and any(
                 c["name"] == "quota" for c in insp.get_columns("virtual_users")
             )
         except SQLAlchemyError as exc:
-            self._engine.dispose()
-            raise DirectoryUnavailable(f"cannot open directory: {one_line(exc)}") from None
+            raise DirectoryUnavailable(f"cannot open directory: {one_line(exc)}", unreachable=True) from None
         if missing:
-            self._engine.dispose()
             raise DirectoryUnavailable(
                 f"directory database lacks table {missing[0]} (mailroom directory migrate creates it)"
             )
         # An ISPmail database from before the quota column: every user is unlimited.
-        self.has_quota = has_quota
-        self._quota: ColumnElement[int] = (
-            VirtualUser.quota if has_quota else literal(0, BigInteger)
-        ).label("quota")
+        self._has_quota = has_quota
+        self._quota_column = (VirtualUser.quota if has_quota else literal(0, BigInteger)).label("quota")
+
+    @property
+    def has_quota(self) -> bool:
+        """virtual_users has a quota column (asks the database first if it was down at open)."""
+        self._quota  # noqa: B018 - inspects the tables when that has not happened yet
+        return self._has_quota
+
+    @property
+    def _quota(self) -> ColumnElement[int]:
+        """The quota column, once the tables have been seen (at open, or at first use)."""
+        column = self._quota_column
+        if column is None:
+            with self._inspect_lock:
+                if self._quota_column is None:
+                    self._inspect()
+                column = self._quota_column
+        assert column is not None
+        return column
 
     def change_token(self) -> object:
         """Something that changes when another process commits (SQLite: file stamps), else None.

@@ -410,9 +410,14 @@ async def build_runtime(config: Config) -> Runtime:
     from mailroom.directory.sql import open_directory
 
     try:
-        backend = open_directory(config.expanded("directory_url"))
+        backend = open_directory(config.expanded("directory_url"), defer_outage=True)
     except DirectoryError as exc:
         raise StartupError(f"directory_url: {exc}") from None
+    if backend.deferred_error:
+        # Postfix starts with its SQL maps down and defers; so does mailroom: 451 at RCPT,
+        # 454 at AUTH, temporary login failures, until the database answers.
+        log.warning("directory_url: %s; answering with temporary errors until it is back",
+                    backend.deferred_error)
     directory = CachedDirectory(backend, float(config["directory_cache_ttl"]))
     for name in ("queue_directory", "virtual_mailbox_base", "data_directory"):
         path: Path = config.path(name)

@@ -243,3 +243,31 @@ def test_directory_check_on_a_down_server(
         code, out, err = _mailroom(capsys, "-c", etc, "directory", command)
         assert code == 1 and err.startswith("mailroom: error: ") and err.count("\n") == 1, err
         assert "secret" not in err and "refused" in err.lower(), err
+
+
+def test_a_directory_opened_while_the_database_is_down_heals_on_first_use(server_url: str) -> None:
+    """What `serve` does: start with the database down, answer temporarily, recover alone."""
+    SqlDirectory(server_url, create=True).close()
+    target = normalise_url(server_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 0)
+    proxy.cut()
+    url = proxy.url_for(server_url)
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            open_directory(url)  # without defer_outage: an error, as `mailroom check` wants
+        directory = open_directory(url, defer_outage=True)
+        try:
+            assert directory.deferred_error
+            with pytest.raises(DirectoryUnavailable):
+                directory.get_user("john@example.org")
+            with pytest.raises(DirectoryUnavailable):
+                directory.is_local_domain("example.org")
+            proxy.restore()
+            directory.add_domain("example.org")
+            directory.add_user("john@example.org", "{PLAIN}x", quota=1024)
+            assert directory.get_user("john@example.org") == User("john@example.org", 1024)
+            assert directory.has_quota
+        finally:
+            directory.close()
+    finally:
+        proxy.close()
