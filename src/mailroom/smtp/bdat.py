@@ -39,7 +39,10 @@ def parse_bdat(argument: str) -> BdatArgs | None:
     words = argument.split()
     if not 1 <= len(words) <= 2 or not _DIGITS.match(words[0]):
         return None
-    size = int(words[0])
+    digits = words[0].lstrip("0") or "0"
+    if len(digits) > len(str(MAX_CHUNK)):
+        return None  # too big, and int() of thousands of digits would raise (or be slow)
+    size = int(digits)
     if size > MAX_CHUNK:
         return None
     if len(words) == 2 and words[1].upper() != "LAST":

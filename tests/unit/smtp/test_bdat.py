@@ -283,3 +283,8 @@ def test_an_overlong_bdat_line_closes_the_session_before_its_chunk_is_read() -> 
     event = conn.next_event()
     assert isinstance(event, ConnectionClosed)
     assert conn.data_to_send().startswith(b"521 5.5.4 Syntax: BDAT count [LAST]")
+
+
+def test_a_count_of_thousands_of_digits_is_bad_syntax_not_an_error() -> None:
+    assert parse_bdat("1" * 5000) is None
+    assert parse_bdat("0" * 5000 + "7 LAST") == BdatArgs(7, True)
