@@ -360,7 +360,8 @@ class Spool:
         for item, error in zip(written, errors, strict=True):
             path = item.path
             assert path is not None
-            os.close(item.fd)
+            with contextlib.suppress(OSError):  # after fsync, close adds nothing to durability
+                os.close(item.fd)
             try:
                 if error is not None:
                     results[item.index] = SpoolError(
