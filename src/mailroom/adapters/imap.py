@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailroom.adapters.listeners import StartupError, bind
-from mailroom.adapters.session import LoginSession
+from mailroom.adapters.session import LoginSession, start_login_listeners
 from mailroom.config.types import ListenAddress
 from mailroom.imap.events import (
     NEED_DATA,
@@ -213,20 +212,6 @@ async def start_imap_listeners(
     implicit_tls_context: ssl.SSLContext | None = None,
 ) -> list[asyncio.AbstractServer]:
     """Bind imap_listen (STARTTLS offered when TLS is configured) and imaps_listen (implicit TLS)."""
-    servers: list[asyncio.AbstractServer] = []
-    try:
-        if imap_listen:
-            servers += await bind("imap_listen", imap_listen, lambda: ImapSession(service))
-            log.info("imap_listen: listening on %s", ", ".join(str(a) for a in imap_listen))
-        if imaps_listen:
-            context = implicit_tls_context or service.tls_context()
-            if context is None:
-                raise StartupError("imaps_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
-            servers += await bind("imaps_listen", imaps_listen,
-                                  lambda: ImapSession(service, implicit_tls=True), context)
-            log.info("imaps_listen: listening on %s", ", ".join(str(a) for a in imaps_listen))
-    except BaseException:
-        for server in servers:
-            server.close()
-        raise
-    return servers
+    return await start_login_listeners(
+        "imap", imap_listen, imaps_listen, lambda implicit: ImapSession(service, implicit_tls=implicit),
+        lambda: implicit_tls_context or service.tls_context(), log)

@@ -22,8 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailroom.adapters.listeners import StartupError, bind
-from mailroom.adapters.session import LoginSession
+from mailroom.adapters.session import LoginSession, start_login_listeners
 from mailroom.config.types import ListenAddress
 from mailroom.mailstore.maildir import UnsafeAddress
 from mailroom.mailstore.store import Folder, MaildirStore, MessageInfo, StoreError, UidListError
@@ -296,20 +295,6 @@ async def start_pop3_listeners(
     SNI hook switches to the reloaded context (the Runtime's) to pick up SIGHUP. It
     defaults to `service.tls_context()` at bind time.
     """
-    servers: list[asyncio.AbstractServer] = []
-    try:
-        if pop3_listen:
-            servers += await bind("pop3_listen", pop3_listen, lambda: Pop3Session(service))
-            log.info("pop3_listen: listening on %s", ", ".join(str(a) for a in pop3_listen))
-        if pop3s_listen:
-            context = implicit_tls_context or service.tls_context()
-            if context is None:
-                raise StartupError("pop3s_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
-            servers += await bind("pop3s_listen", pop3s_listen,
-                                  lambda: Pop3Session(service, implicit_tls=True), context)
-            log.info("pop3s_listen: listening on %s", ", ".join(str(a) for a in pop3s_listen))
-    except BaseException:
-        for server in servers:
-            server.close()
-        raise
-    return servers
+    return await start_login_listeners(
+        "pop3", pop3_listen, pop3s_listen, lambda implicit: Pop3Session(service, implicit_tls=implicit),
+        lambda: implicit_tls_context or service.tls_context(), log)

@@ -14,7 +14,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from mailroom.adapters.listeners import StartupError, bind
 from mailroom.adapters.tls import describe
+from mailroom.config.types import ListenAddress
 
 TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds; a client that stalls the handshake is dropped
 
@@ -128,3 +130,32 @@ class LoginSession(asyncio.Protocol):
         self.log.info("TLS connection established from %s: %s", self.who,
                       describe(transport.get_extra_info("ssl_object"))[0])
         return True
+
+
+async def start_login_listeners(
+    protocol: str,
+    plain: list[ListenAddress],
+    implicit: list[ListenAddress],
+    session: Callable[[bool], asyncio.Protocol],
+    tls_context: Callable[[], ssl.SSLContext | None],
+    log: logging.Logger,
+) -> list[asyncio.AbstractServer]:
+    """Bind `<protocol>_listen` (STARTTLS/STLS offered when TLS is configured) and
+    `<protocol>s_listen` (implicit TLS with `tls_context()`); all or none are bound.
+    `session(implicit_tls)` makes one connection's protocol object."""
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        if plain:
+            servers += await bind(f"{protocol}_listen", plain, lambda: session(False))
+            log.info("%s_listen: listening on %s", protocol, ", ".join(str(a) for a in plain))
+        if implicit:
+            context = tls_context()
+            if context is None:
+                raise StartupError(f"{protocol}s_listen: needs smtpd_tls_cert_file and smtpd_tls_key_file")
+            servers += await bind(f"{protocol}s_listen", implicit, lambda: session(True), context)
+            log.info("%ss_listen: listening on %s", protocol, ", ".join(str(a) for a in implicit))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return servers
