@@ -17,6 +17,16 @@ Everything else goes through a `Folder`, which keeps Dovecot's model and files:
   without them (written by another program) they are computed once and kept in the
   uidlist record (`S`/`W`, Dovecot's keys), so listing a big folder never opens
   its messages. INTERNALDATE is the file's mtime (Dovecot's rule), read on demand.
+  What FETCH derives from a message's content (ENVELOPE, BODYSTRUCTURE) is kept in
+  the folder's summary cache, `mailroom.cache` (cache.py), by base name.
+* Not looking again: `sync()` first compares the times of new/, cur/, the uidlist and
+  the keywords file with those of its last full scan; when they have not moved (and
+  were settled well before that scan, see _settled) nothing changed and the scan is
+  not repeated. A new Folder on a big folder starts from a snapshot of the last full
+  scan (kept in the summary cache with those times) when the times still match.
+  `trust_dir_times=False` (mail_nfs_storage) turns both off.
+* \\Recent: only one session can move a file out of new/, so the messages a Folder
+  moved (`claimed`) are \\Recent there and nowhere else.
 * A message whose file is gone (expunged by another session) reads as `None`.
 
 All methods block on the file system: async callers run them in a worker thread.
@@ -515,10 +525,10 @@ class Folder:
 # system with nanosecond times ticks with the kernel clock (a few ms); one that stores whole
 # seconds (its times end in .000000000) needs Dovecot's two seconds.
 SETTLE_NS = 100_000_000
+COARSE_SETTLE_NS = 2_000_000_000
 SNAPSHOT_MIN = 500  # messages: below this a full scan is cheap, and no snapshot file is written
 SNAPSHOT_FIELD = "SNAPSHOT"  # in the summary cache, base ""
 SNAPSHOT_VERSION = 1
-COARSE_SETTLE_NS = 2_000_000_000
 
 
 def _settled(marks: tuple[object, ...], started: float) -> bool:
