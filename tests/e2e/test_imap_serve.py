@@ -73,3 +73,42 @@ def test_idle_sees_a_delivery_within_a_second(imap_server: tuple[MailroomServer,
     print(f"IDLE saw the delivery {time.monotonic() - delivered:.3f}s after the SMTP 250")
     client.send(b"DONE\r\n")
     client.logout()
+
+
+@pytest.mark.parametrize("nfs", ["no", "yes"])
+def test_recent_and_a_change_behind_a_stale_directory_time(
+        mailroom_server_factory: Callable[..., MailroomServer], nfs: str) -> None:
+    """Over a socket: the first session gets \\Recent, the second not; with
+    mail_nfs_storage = yes a change whose directory time looks unchanged (what an NFS
+    attribute cache shows) is still seen, without it the settled time is trusted."""
+    import os
+
+    (imaps,) = free_ports(1)
+    server = mailroom_server_factory(imaps_listen=f"{HOST}:{imaps}", mail_nfs_storage=nfs)
+    deliver(server, "first")
+    (path,) = server.wait_for_maildir(1)
+    maildir = path.parent.parent
+
+    def login() -> imaplib.IMAP4_SSL:
+        client = imaplib.IMAP4_SSL("localhost", imaps, ssl_context=server.ssl_context(), timeout=10)
+        client.login("john@example.org", "summersun")
+        return client
+
+    first = login()
+    first.select("INBOX")
+    assert first.response("RECENT")[1] == [b"1"]
+    second = login()
+    second.select("INBOX")
+    assert second.response("RECENT")[1] == [b"0"]
+    past = time.time() - 3600
+    for entry in ("new", "cur", "dovecot-uidlist"):
+        os.utime(maildir / entry, (past, past))
+    second.noop()  # a full scan that now trusts the settled times
+    (name,) = os.listdir(maildir / "cur")
+    os.rename(maildir / "cur" / name, maildir / "cur" / (name + "F"))  # another program flags it
+    os.utime(maildir / "cur", (past, past))
+    second.noop()  # looks at the folder: lists it only when directory times are not trusted
+    flags = second.fetch("1", "(FLAGS)")[1][-1]
+    assert (b"\\Flagged" in flags) is (nfs == "yes"), flags
+    first.logout()
+    second.logout()
