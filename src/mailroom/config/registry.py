@@ -121,6 +121,7 @@ _p("smtpd_client_limit", INT, "1000", "Most simultaneous SMTP sessions in all (l
 G = "routing"
 _p("virtual_mailbox_base", PATH, "${data_directory}/vmail", "Root of the Maildirs: ${virtual_mailbox_base}/DOMAIN/USER/Maildir.", G)
 _p("mail_nfs_storage", BOOL, "no", "yes when virtual_mailbox_base is on NFS shared by several nodes: IMAP and POP3 then list a folder at every look instead of trusting the directory times, which NFS clients cache (Dovecot's setting).", G, origin="dovecot")
+_p("mail_index_cache_messages", INT, "100000", "How many messages' listings IMAP and POP3 keep in memory between sessions (about 650 bytes each), so that a new session opens a big, unchanged folder without reading its index again; least recently used folders go first. 0 = keep none.", G, origin="mailroom")
 _p("relayhost", STR, "", "Send all non-local mail through this host ([host]:port disables MX look-up).", G)
 _p("transport_maps", TABLES, "", "Per-domain routes: inline:{ example.com=smtp:[127.0.0.1]:2626 } or texthash:/path.", G)
 _p("maximal_queue_lifetime", DAYS, "5d", "Time a message may stay queued before it bounces.", G, restart=True)

@@ -24,6 +24,7 @@ from mailroom.mailstore.store import (
     UidListError,
 )
 
+META_VIEW = "imap-meta"  # Folder.views key: uid -> (MessageInfo, MessageMeta)
 INTERNALDATE = "INTERNALDATE"  # summary cache field: the file's mtime, as text
 AUTO_FOLDERS = tuple(sorted(SPECIAL_USE))  # created and subscribed on first login
 
@@ -74,13 +75,21 @@ class MaildirMailbox:
         self.folder.cache.flush()  # summaries computed by the last command
         messages = self.folder.sync(move_new=not self.readonly)
         if self.folder.generation != self._generation:
-            known, claimed = self._known, self.folder.claimed
-            fresh: dict[int, tuple[MessageInfo, MessageMeta]] = {}
-            for info in messages:
-                seen = known.get(info.uid)
-                fresh[info.uid] = seen if seen is not None and seen[0] is info else (info, _meta(info, info.base in claimed or info.subdir == "new"))
-            self._known = fresh
-            self._listed = [meta for _, meta in fresh.values()]
+            views, claimed = self.folder.views, self.folder.claimed
+            shared = None if claimed else views.get(META_VIEW)
+            if isinstance(shared, tuple):  # built by another session from these very messages
+                self._known, self._listed = shared
+            else:
+                known = self._known
+                fresh: dict[int, tuple[MessageInfo, MessageMeta]] = {}
+                for info in messages:
+                    seen = known.get(info.uid)
+                    fresh[info.uid] = seen if seen is not None and seen[0] is info else (
+                        info, _meta(info, info.base in claimed or info.subdir == "new"))
+                self._known = fresh
+                self._listed = [meta for _, meta in fresh.values()]
+                if not claimed:  # \Recent then follows from the messages alone: the next session may reuse it
+                    views[META_VIEW] = (fresh, self._listed)
             self._generation = self.folder.generation
         current = self._known  # cheap unless the loaded summaries far outnumber the messages
         self.folder.cache.prune(lambda: {info.base for info, _ in current.values()}, len(current))

@@ -23,14 +23,16 @@ Everything else goes through a `Folder`, which keeps Dovecot's model and files:
   the keywords file with those of its last full scan; when they have not moved (and
   were settled well before that scan, see _settled) nothing changed and the scan is
   not repeated. A new Folder on a big folder starts from a snapshot of the last full
-  scan (kept in the summary cache with those times) when the times still match.
+  scan (kept in the summary cache with those times) when the times still match, or,
+  cheaper still, from the scan another session of this process made (shared.py).
   `trust_dir_times=False` (mail_nfs_storage) turns both off.
 * \\Recent: only one session can move a file out of new/, so the messages a Folder
   moved (`claimed`) are \\Recent there and nowhere else.
 * A message whose file is gone (expunged by another session) reads as `None`.
 
 All methods block on the file system: async callers run them in a worker thread.
-A Folder object belongs to one session; sessions share nothing but the files.
+A Folder object belongs to one session; sessions share the files and, read-only,
+the last full scans of shared.py.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from mailroom.mailstore.names import (
     sizes_from_base,
     vsize_from_name,
 )
+from mailroom.mailstore.shared import SHARED_SCANS, Scan
 from mailroom.mailstore.uidlist import (
     MAX_UID,
     UIDLIST_NAME,
@@ -137,6 +140,12 @@ class Folder:
         self._snapshot_marks: tuple[object, ...] | None = None  # marks of the saved snapshot, when known
         self.generation = 0  # bumped whenever the message list changes: callers may reuse views
         self.cache = SummaryCache(path)
+        # Built once: sync() stats these before every command (plain strings: no Path objects).
+        self._mark_paths = tuple(os.path.join(path, name) for name in ("new", "cur", UIDLIST_NAME, KEYWORDS_NAME))
+        self._key = str(path)
+        # Derived from exactly the current MessageInfo objects by upper layers (see shared.py);
+        # a new dict whenever the message list changes.
+        self.views: dict[str, object] = {}
 
     # ------------------------------------------------------------------ state
     @property
@@ -157,6 +166,7 @@ class Folder:
     def _changed(self) -> None:
         self._ordered = None
         self.generation += 1
+        self.views = {}
 
     def get(self, uid: int) -> MessageInfo | None:
         return self._messages.get(uid)
@@ -175,7 +185,8 @@ class Folder:
             marks = self._folder_marks()
             if self._unchanged(marks, move_new):
                 return self.messages
-            if self._uidlist is None and self.trust_dir_times and self._restore(marks, move_new):
+            if self._uidlist is None and self.trust_dir_times and (
+                    self._adopt(marks, move_new) or self._restore(marks, move_new)):
                 self._marks = marks
                 return self.messages
             uidlist = self._load()
@@ -188,8 +199,10 @@ class Folder:
             # Directory times tick coarsely: a change in the tick of our scan would not move
             # them, so only times well before the scan are trusted next time (see _settled).
             self._marks = marks if self.trust_dir_times and _settled(marks, started) else None
-            if self._marks is not None and marks != self._snapshot_marks and len(self._messages) >= SNAPSHOT_MIN:
-                self._save_snapshot(marks)
+            if self._marks is not None:
+                self._share(marks)
+                if marks != self._snapshot_marks and len(self._messages) >= SNAPSHOT_MIN:
+                    self._save_snapshot(marks)
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
         return self.messages
@@ -197,9 +210,9 @@ class Folder:
     def _folder_marks(self) -> tuple[object, ...]:
         """Change times of new/, cur/, the uidlist and the keywords file."""
         marks: list[object] = []
-        for name in ("new", "cur", UIDLIST_NAME, KEYWORDS_NAME):
+        for path in self._mark_paths:
             try:
-                st = os.stat(self.path / name)
+                st = os.stat(path)
                 marks.append((st.st_ino, st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
                 marks.append(None)
@@ -225,6 +238,26 @@ class Folder:
                 "next_uid": self._uidlist.next_uid, "header_ext": self._uidlist.header_ext, "rows": rows}
         self.cache.write_one(SNAPSHOT_FIELD, "", json.dumps(data, separators=(",", ":")).encode())
         self._snapshot_marks = marks
+
+    def _share(self, marks: tuple[object, ...]) -> None:
+        """Offer this scan to the next session of this process (shared.py)."""
+        uidlist = self._uidlist
+        if uidlist is not None:
+            SHARED_SCANS.put(self._key, Scan(marks, uidlist.uidvalidity, uidlist.next_uid,
+                                             tuple(uidlist.header_ext.items()), dict(self._messages),
+                                             self._has_new, self.views))
+
+    def _adopt(self, marks: tuple[object, ...], move_new: bool) -> bool:
+        """Start from another session's scan of this folder when its times still match."""
+        scan = SHARED_SCANS.get(self._key, marks)
+        if scan is None or (move_new and scan.has_new):
+            return False  # new/ must move to cur/ (and become \Recent here): a real sync
+        self.keywords.load()
+        self._uidlist, self._uidlist_stamp = UidList(scan.uidvalidity, scan.next_uid, dict(scan.header_ext)), None
+        self._messages, self._has_new = dict(scan.messages), scan.has_new
+        self._changed()
+        self.views = scan.views
+        return True
 
     def _restore(self, marks: tuple[object, ...], move_new: bool) -> bool:
         raw = self.cache.read_one(SNAPSHOT_FIELD, "")
@@ -263,6 +296,7 @@ class Folder:
         self._uidlist, self._uidlist_stamp = header, None
         self._messages, self._has_new = messages, has_new
         self._changed()
+        self._share(marks)
         return True
 
     def _load(self) -> UidList | None:

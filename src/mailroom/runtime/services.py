@@ -28,6 +28,7 @@ from mailroom.config.settings import Config
 from mailroom.directory.base import Directory, DirectoryError
 from mailroom.directory.cache import CachedDirectory
 from mailroom.dns.resolver import DnspythonResolver
+from mailroom.mailstore.shared import SHARED_SCANS
 from mailroom.policy.anvil import Anvil
 from mailroom.policy.evaluator import PolicySettings, Restrictions
 from mailroom.queue.manager import QueueManager
@@ -273,6 +274,7 @@ class Runtime:
         self.imap.auth_failure_delay = float(config["smtpd_error_sleep_time"])
         self.imap.disable_plaintext_auth = bool(config["disable_plaintext_auth"])
         self.imap.mail_nfs_storage = bool(config["mail_nfs_storage"])
+        SHARED_SCANS.resize(int(config["mail_index_cache_messages"]))
 
     async def _start_imap(self) -> None:
         imap, imaps = self.config["imap_listen"], self.config["imaps_listen"]

@@ -174,7 +174,9 @@ def test_whole_second_times_need_two_seconds_to_settle() -> None:
 # ------------------------------------------------------------------ snapshots
 @pytest.fixture
 def small_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots of small folders, and no in-memory sharing: these tests are about the file."""
     monkeypatch.setattr(store_module, "SNAPSHOT_MIN", 1)
+    monkeypatch.setattr(store_module.SHARED_SCANS, "max_messages", 0)
 
 
 def snapshotted(maildir: Path, count: int = 3) -> list[MessageInfo]:
