@@ -138,3 +138,31 @@ def test_read_ahead_serves_each_message_its_own_bytes(pop3: Pop3Fixture, monkeyp
     with pytest.raises(poplib.error_proto):
         pop.retr(6)
     pop.quit()
+
+
+def test_sessions_on_an_unchanged_folder_share_the_listing_safely(pop3: Pop3Fixture) -> None:
+    """The second session takes the first one's listing (mailstore/shared.py); a deletion in
+    one session changes the folder, so the next session lists it again."""
+    from mailroom.mailstore.shared import SHARED_SCANS
+
+    for n in range(3):
+        pop3.deliver(f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())
+    first = pop3.login()
+    first.quit()  # moved new/ to cur/
+    past = 1_700_000_000
+    for entry in ("new", "cur", "dovecot-uidlist"):
+        os.utime(pop3.maildir / entry, (past, past))  # settled: the directory times are trusted
+    SHARED_SCANS.clear()
+    lister = pop3.login()
+    expected = lister.uidl()[1]
+    assert SHARED_SCANS.held == 3  # the scan is shared: the next session starts from it
+    deleter = pop3.login()
+    assert deleter.uidl()[1] == expected  # the shared listing
+    deleter.dele(1)
+    assert len(deleter.uidl()[1]) == 2
+    assert lister.uidl()[1] == expected  # its own copy: the other session's DELE is not seen
+    lister.quit()
+    deleter.quit()
+    after = pop3.login()
+    assert after.uidl()[1] == [line.replace(b"2 ", b"1 ", 1).replace(b"3 ", b"2 ", 1) for line in expected[1:]]
+    after.quit()

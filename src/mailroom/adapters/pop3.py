@@ -25,7 +25,7 @@ from pathlib import Path
 from mailroom.adapters.session import LoginSession, start_login_listeners
 from mailroom.config.types import ListenAddress
 from mailroom.mailstore.maildir import UnsafeAddress
-from mailroom.mailstore.store import Folder, MaildirStore, MessageInfo, StoreError, UidListError
+from mailroom.mailstore.store import Folder, MaildirStore, StoreError, UidListError
 from mailroom.pop3 import replies
 from mailroom.pop3.events import (
     NEED_DATA,
@@ -43,6 +43,7 @@ from mailroom.runtime.log import get_logger
 from mailroom.sasl.backend import AuthBackend
 
 log = get_logger("pop3")
+LISTING_VIEW = "pop3-listing"  # Folder.views key (see mailstore/shared.py): (uids, entries) in POP3 order
 
 DEFAULT_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
 DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
@@ -181,23 +182,26 @@ class Pop3Session(LoginSession):
             self.conn.reject_login(temporary=outcome.temporary)
             return
         user = outcome.username or event.username
-        def open_inbox() -> tuple[Folder, list[MessageInfo]]:
+        def open_inbox() -> tuple[Folder, list[int], list[MessageEntry]]:
             folder = MaildirStore.for_user(service.mailbox_base, user, hostname=service.hostname,
                                            nfs=service.mail_nfs_storage).folder()
-            return folder, folder.sync()
+            messages = folder.sync()
+            listing = folder.views.get(LISTING_VIEW)  # another session's, for these very messages
+            if not isinstance(listing, tuple):
+                # Dovecot's order: messages with a POP3 order (O key, kept from a migration) first.
+                ordered = sorted(messages, key=lambda m: (m.pop3_order is None, m.pop3_order or 0, m.uid))
+                listing = ([m.uid for m in ordered], [MessageEntry(m.vsize, m.pop3_uidl) for m in ordered])
+                folder.views[LISTING_VIEW] = listing
+            uids, entries = listing
+            return folder, list(uids), list(entries)  # shared lists stay untouched
 
         try:
-            folder, messages = await asyncio.to_thread(open_inbox)
+            self.folder, self.uids, entries = await asyncio.to_thread(open_inbox)
         except (StoreError, UidListError, UnsafeAddress, OSError) as exc:
             log.error("%s: user=<%s>: cannot open INBOX: %s", self.who, user, exc)
             self.conn.login_unavailable()
             return
-        # Dovecot's order: messages with a POP3 order (O key, kept from a migration) first.
-        # (sorted(), not .sort(): the list is the Folder's own, shared until something changes)
-        messages = sorted(messages, key=lambda m: (m.pop3_order is None, m.pop3_order or 0, m.uid))
-        self.folder = folder
-        self.uids = [m.uid for m in messages]
-        self.conn.accept_login([MessageEntry(m.vsize, m.pop3_uidl) for m in messages])
+        self.conn.accept_login(entries)
         log.info("Login: user=<%s>, method=%s, rip=%s, lip=%s%s", user, event.mechanism,
                  self.client_ip, self.local_ip, ", TLS" if self.conn.tls_active else "")
 

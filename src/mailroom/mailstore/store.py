@@ -79,7 +79,6 @@ __all__ = ["Folder", "MaildirStore", "MessageInfo", "StoreBusy", "StoreError", "
 INBOX = "INBOX"
 SEPARATOR = "."  # Maildir++: Maildir/.Sent, Maildir/.Lists.mailroom
 MAX_FOLDER_NAME = 255  # one path component
-POP3_UIDL_FORMAT = "{uid:08x}{uidvalidity:08x}"  # Dovecot's default %08Xu%08Xv: its %X prints lower-case hex
 READ_CHUNK = 1 << 20  # when a size must be computed, read a foreign file this much at a time
 _FOLDER_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -108,7 +107,8 @@ class MessageInfo:
     @property
     def pop3_uidl(self) -> str:
         """The `P` key when migrated that way, else Dovecot's default format (built on demand)."""
-        return self.migrated_uidl or POP3_UIDL_FORMAT.format(uid=self.uid, uidvalidity=self.uidvalidity)
+        # Dovecot's default pop3_uidl_format %08Xu%08Xv: its %X prints lower-case hex.
+        return self.migrated_uidl or f"{self.uid:08x}{self.uidvalidity:08x}"
 
 
 def _delivery_order(base: str) -> tuple[int, str]:
