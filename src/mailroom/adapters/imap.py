@@ -4,7 +4,8 @@ One `ImapSession` (an asyncio.Protocol) per connection with one task driving the
 sans-IO `mailroom.imap.server.ServerConnection`, as adapters/pop3.py does for POP3:
 reading pauses while the core works (bounded input), `Credentials` go to the
 AuthBackend, `Execute` runs the core's store work in a worker thread (the Maildir
-blocks), STARTTLS upgrades with loop.start_tls (plaintext pipelined behind it is
+blocks) unless the core could answer it inline from memory and the page cache (a
+thread hop costs more than a NOOP or a cached FETCH), STARTTLS upgrades with loop.start_tls (plaintext pipelined behind it is
 discarded by the core). While a client IDLEs the folder is polled every
 IDLE_POLL seconds, so a delivery shows as EXISTS within a second. The idle timer
 (imap_timeout, 30 minutes by default: RFC 3501 §5.4's minimum) closes silent sessions.
@@ -42,6 +43,8 @@ log = get_logger("imap")
 DEFAULT_TIMEOUT = 1800.0  # RFC 3501 §5.4: an autologout timer of at least 30 minutes
 DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
 IDLE_POLL = 0.5  # seconds between looks at the folder while a client IDLEs
+INLINE_SLOW = 0.005  # seconds: an inline command this slow means the disk is; see _inline
+INLINE_PAUSE = 10.0  # seconds of worker threads only after that
 
 
 @dataclass
@@ -58,6 +61,8 @@ class ImapService:
     disable_plaintext_auth: bool = True
     greeting: str = "mailroom ready."
     idle_poll: float = IDLE_POLL
+    inline: bool = True  # try small read-only commands on the event loop first (see ImapSession._inline)
+    inline_paused_until: float = 0.0  # time.monotonic(): no inline attempts before this
     sessions: set[ImapSession] = field(default_factory=set)
     # Connection admission (anvil): returns False to refuse; `release` undoes an admit.
     admit: Callable[[str], bool] = lambda _ip: True
@@ -134,7 +139,8 @@ class ImapSession(LoginSession):
                         self._write(conn.timeout())
                         return
                     if not await self._wait_input(min(self.service.idle_poll, remaining)):
-                        await self._blocking(conn.idle_poll)
+                        if not self._inline(conn.idle_poll):
+                            await self._blocking(conn.idle_poll)
                         continue
                 elif not await self._wait_input(self.service.timeout):
                     log.info("%s: Disconnected for inactivity", self.who)
@@ -155,16 +161,39 @@ class ImapSession(LoginSession):
             elif isinstance(event, Credentials):
                 await self._login(event)
             elif isinstance(event, Execute):
-                await self._blocking(conn.execute)
+                if not self._inline(conn.execute):
+                    await self._blocking(conn.execute)
                 self._write(conn.data_to_send())
                 await self._can_write.wait()  # bounded memory: one answer in flight
 
-    async def _blocking(self, work: Callable[[], None]) -> None:
+    def _inline(self, work: Callable[..., bool]) -> bool:
+        """Try `work(inline=True)` on the event loop (see execute()); False: use a thread.
+
+        The store answers inline only from memory and the page cache, but the stats it
+        makes could still wait on a sick disk: one inline step slower than INLINE_SLOW
+        sends every session's commands to threads for INLINE_PAUSE seconds."""
+        service = self.service
+        if not service.inline or time.monotonic() < service.inline_paused_until:
+            return False
+        started = time.perf_counter()
+        done = work(inline=True)
+        elapsed = time.perf_counter() - started
+        if elapsed > INLINE_SLOW:
+            service.inline_paused_until = time.monotonic() + INLINE_PAUSE
+            log.warning("%s: a command took %.0f ms on the event loop; running commands in worker threads "
+                        "for %.0f s", self.who, elapsed * 1e3, INLINE_PAUSE)
+        self._log_store_error()
+        return done
+
+    async def _blocking(self, work: Callable[[], object]) -> None:
         self._busy = True
         try:
             await asyncio.to_thread(work)
         finally:
             self._busy = False
+        self._log_store_error()
+
+    def _log_store_error(self) -> None:
         error, self.conn.last_error = self.conn.last_error, None
         if error is not None:
             log.error("%s: user=<%s>: %s: %s", self.who, self.conn.username, type(error).__name__, error)

@@ -1,7 +1,11 @@
 """What the IMAP core needs of a user's mail store, grouped by state (as go-imap v2).
 
 The core calls these synchronously; the adapter runs the core's `execute()` in a
-worker thread, so an implementation may block on the file system. The Maildir
+worker thread, so an implementation may block on the file system. A small, read-only
+command is first tried on the event loop with `Mailbox.nowait` set: the mailbox then
+answers only from memory and the page cache, and raises `BlockingIOError` where it
+would have to wait for the disk (the core then rolls back and the adapter uses a
+thread). The Maildir
 implementation is mailroom.mailstore.imap_backend; tests use an in-memory one.
 Errors a client can cause raise `MailboxError` (answered NO, with an optional
 response code such as NONEXISTENT or ALREADYEXISTS).
@@ -48,6 +52,7 @@ class Mailbox(Protocol):
     """A selected mailbox; `sync()` is its view of the disk now."""
 
     name: str
+    nowait: bool  # set by the core around an inline attempt: raise BlockingIOError rather than wait
 
     @property
     def uidvalidity(self) -> int: ...

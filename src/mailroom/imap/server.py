@@ -270,17 +270,35 @@ class ServerConnection:
         self.tls_active = True
         self._reader.clear()
 
-    def execute(self) -> None:
-        """Answer Execute: run the command against the backend (blocking)."""
+    def execute(self, *, inline: bool = False) -> bool:
+        """Answer Execute: run the command against the backend (blocking).
+
+        With `inline`, a small read-only command is tried without waiting for the disk
+        (Mailbox.nowait, see imap.backend); if the store would have to wait, nothing is
+        changed or sent and False comes back: call again without `inline` in a thread.
+        """
         event = self._take(Execute)
         command, self._command = self._command, None
         assert command is not None
+        mailbox = self.mailbox if inline and command.name in _INLINE and self.state is State.SELECTED else None
+        if inline and mailbox is None:
+            self._pending, self._command = event, command
+            return False
+        mark = len(self._out)
+        if mailbox is not None:
+            mailbox.nowait = True
         handler = _STORE_COMMANDS[command.name]
         try:
             text = handler(self, command)
             if self.state is State.SELECTED and command.name not in _NO_REFRESH:
                 self._refresh(expunges=command.name not in _NO_EXPUNGE)
             self._line(f"{event.tag} OK {text}")
+        except BlockingIOError:
+            if not inline:
+                raise
+            del self._out[mark:]  # inline commands change no state before they would block
+            self._pending, self._command = event, command
+            return False
         except _Bad as exc:
             self._bad(event.tag, str(exc))
         except _No as exc:
@@ -291,14 +309,29 @@ class ServerConnection:
         except Exception as exc:  # a store failure: answer, keep the session, let the adapter log it
             self.last_error = exc
             self._line(f"{event.tag} NO [SERVERBUG] Internal error occurred. Refer to server log for more information.")
+        finally:
+            if mailbox is not None:
+                mailbox.nowait = False
+        return True
 
-    def idle_poll(self) -> None:
-        """While idling: report what changed in the selected mailbox (blocking)."""
-        if self.idling and self.state is State.SELECTED:
-            try:
-                self._refresh(expunges=True)
-            except Exception as exc:
-                self.last_error = exc
+    def idle_poll(self, *, inline: bool = False) -> bool:
+        """While idling: report what changed in the selected mailbox (blocking). With
+        `inline`, False means the store would have to wait: poll again in a thread."""
+        if not (self.idling and self.state is State.SELECTED and self.mailbox is not None):
+            return True
+        mailbox = self.mailbox
+        mailbox.nowait = inline
+        try:
+            self._refresh(expunges=True)
+        except BlockingIOError:
+            if not inline:
+                self.last_error = OSError("the mailbox asked to wait outside an inline poll")
+            return not inline  # _refresh asks the store first: nothing changed yet
+        except Exception as exc:
+            self.last_error = exc
+        finally:
+            mailbox.nowait = False
+        return True
 
     def timeout(self) -> bytes:
         self._pending = None
@@ -875,6 +908,10 @@ class ServerConnection:
         failed = False
         sets_seen = not self.readonly and any(
             (i.startswith("BODY[") or i in ("RFC822", "RFC822.TEXT")) for i in items)
+        if mailbox.nowait and (sets_seen or len(uids) > INLINE_MESSAGES or (
+                not _META_ONLY.issuperset(items)
+                and sum(self.meta[u].size for u in uids if u in self.meta) > INLINE_OCTETS)):
+            raise BlockingIOError("too much for the event loop")  # a flag change, or long work: a thread
         for uid in uids:
             try:
                 parts = self._fetch_one(mailbox, uid, items, sets_seen)
@@ -1096,5 +1133,11 @@ _SELECTED_ONLY = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNG
 # No untagged EXPUNGE while a client may hold message numbers (RFC 3501 §7.4.1).
 _NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "UID FETCH", "UID STORE", "UID SEARCH", "UID COPY"})
 _NO_REFRESH = frozenset({"SELECT", "EXAMINE", "CLOSE", "UNSELECT", "DELETE"})
+# Tried on the event loop first (execute(inline=True)): they change nothing on disk, and a
+# thread hop costs more than the work when the folder is unchanged and its files are cached.
+_INLINE = frozenset({"NOOP", "CHECK", "FETCH", "UID FETCH"})
+INLINE_MESSAGES = 50  # more, and a FETCH goes to a thread (the event loop must stay responsive)
+INLINE_OCTETS = 1 << 20  # message bytes an inline FETCH may read and format
+_META_ONLY = frozenset({"UID", "FLAGS", "RFC822.SIZE"})  # items answered from the listing alone
 
 __all__ = ["ServerConnection", "State"]

@@ -68,6 +68,15 @@ class SummaryCache:
     def get(self, name: str, base: str) -> bytes | None:
         return self.field(name).get(base)
 
+    def loaded(self, name: str) -> bool:
+        """The field is in memory: `get` will not touch the file."""
+        return name in self._loaded
+
+    @property
+    def pending(self) -> bool:
+        """Computed values wait for `flush()`."""
+        return bool(self._pending)
+
     def read_one(self, name: str, base: str) -> bytes | None:
         """One value straight from the file (not loaded with its field); no file, no value."""
         db = self._open(create=False)
@@ -88,12 +97,13 @@ class SummaryCache:
                         [(_stored(name), base, value)])
 
     # ----------------------------------------------------------------- writes
-    def put(self, name: str, base: str, value: bytes) -> None:
-        """Remember a computed value; written by `flush()` (or when many are pending)."""
+    def put(self, name: str, base: str, value: bytes, *, hold: bool = False) -> None:
+        """Remember a computed value; written by `flush()` (or when many are pending,
+        unless `hold`: the caller may not wait for the file now)."""
         self.field(name)[base] = value
         if not self.broken:
             self._pending.append((_stored(name), base, value))
-            if len(self._pending) >= FLUSH_EVERY:
+            if len(self._pending) >= FLUSH_EVERY and not hold:
                 self.flush()
 
     def flush(self) -> None:

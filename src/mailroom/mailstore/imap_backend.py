@@ -57,6 +57,7 @@ class MaildirMailbox:
         self.backend = backend
         self.folder = folder
         self.readonly = readonly  # EXAMINE: leave new/ alone, so \Recent stays for the next SELECT
+        self.nowait = False  # see imap.backend: answer from memory and the page cache, or raise BlockingIOError
         self.name = folder.name
         self._generation = -1
         self._known: dict[int, tuple[MessageInfo, MessageMeta]] = {}  # MessageMeta built once per MessageInfo
@@ -72,8 +73,14 @@ class MaildirMailbox:
 
     def sync(self) -> list[MessageMeta]:
         """The folder now; the same list object while nothing changed (the core skips work then)."""
-        self.folder.cache.flush()  # summaries computed by the last command
-        messages = self.folder.sync(move_new=not self.readonly)
+        if self.nowait:  # only an unchanged folder is answered without the disk
+            unchanged = None if self.folder.cache.pending else self.folder.peek(move_new=not self.readonly)
+            if unchanged is None:
+                raise BlockingIOError("the folder needs a look on disk")
+            messages = unchanged
+        else:
+            self.folder.cache.flush()  # summaries computed by the last command
+            messages = self.folder.sync(move_new=not self.readonly)
         if self.folder.generation != self._generation:
             views, claimed = self.folder.views, self.folder.claimed
             shared = None if claimed else views.get(META_VIEW)
@@ -91,12 +98,14 @@ class MaildirMailbox:
                 if not claimed:  # \Recent then follows from the messages alone: the next session may reuse it
                     views[META_VIEW] = (fresh, self._listed)
             self._generation = self.folder.generation
+        if self.nowait:
+            return self._listed
         current = self._known  # cheap unless the loaded summaries far outnumber the messages
         self.folder.cache.prune(lambda: {info.base for info, _ in current.values()}, len(current))
         return self._listed
 
     def read(self, uid: int) -> bytes | None:
-        data = self.folder.read(uid)
+        data = self.folder.read_nowait(uid) if self.nowait else self.folder.read(uid)
         return None if data is None else to_crlf(data)
 
     def summary(self, uid: int, item: str, compute: Callable[[], bytes]) -> bytes:
@@ -104,27 +113,33 @@ class MaildirMailbox:
         info = self.folder.get(uid)
         if info is None:
             return compute()
-        value = self.folder.cache.get(item, info.base)
+        cache = self.folder.cache
+        if self.nowait and not cache.loaded(item):
+            raise BlockingIOError("the summary cache is not loaded yet")
+        value = cache.get(item, info.base)
         if value is None:
             value = compute()
-            self.folder.cache.put(item, info.base, value)
+            cache.put(item, info.base, value, hold=self.nowait)
         return value
 
     def internal_date(self, uid: int) -> float:
         """The file's mtime (Dovecot's rule), kept in the summary cache so SEARCH and FETCH skip the stat."""
         info = self.folder.get(uid)
-        if info is not None:
-            cached = self.folder.cache.get(INTERNALDATE, info.base)
+        cache = self.folder.cache
+        if info is not None and (cache.loaded(INTERNALDATE) or not self.nowait):
+            cached = cache.get(INTERNALDATE, info.base)
             if cached is not None:
                 with contextlib.suppress(ValueError):
                     stored = float(cached)
                     if 0 <= stored < 2**36:  # a real time (crafted "inf" or "nan" is not)
                         return stored
+        if self.nowait:
+            raise BlockingIOError("the date needs a stat")
         value = self.folder.internal_date(uid)
         if value is None:
             return 0.0
         if info is not None:
-            self.folder.cache.put(INTERNALDATE, info.base, repr(value).encode())
+            cache.put(INTERNALDATE, info.base, repr(value).encode())
         return value
 
     def store(self, uids: Iterable[int], add: frozenset[str], remove: frozenset[str]) -> list[MessageMeta]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -206,6 +207,15 @@ class Folder:
         except OSError as exc:
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from None
         return self.messages
+
+    def peek(self, *, move_new: bool = True) -> list[MessageInfo] | None:
+        """The listing when nothing on disk changed since the last full scan (four stats of
+        directories looked at on every command, so their inodes are cached); else None."""
+        try:
+            marks = self._folder_marks()
+        except OSError:
+            return None  # sync() will say what is wrong
+        return self.messages if self._unchanged(marks, move_new) else None
 
     def _folder_marks(self) -> tuple[object, ...]:
         """Change times of new/, cur/, the uidlist and the keywords file."""
@@ -447,6 +457,34 @@ class Folder:
                 raise StoreError(f"{path}: {exc.strerror or exc}") from None
         return None
 
+    def read_nowait(self, uid: int) -> bytes | None:
+        """As read(), from the page cache only: BlockingIOError when the disk would be needed
+        (not cached, renamed meanwhile, or a file system without RWF_NOWAIT)."""
+        global _nowait_reads  # noqa: PLW0603 - learnt once per process
+        info = self._messages.get(uid)
+        if info is None:
+            return None
+        if not _nowait_reads:
+            raise BlockingIOError("no RWF_NOWAIT here")
+        try:
+            fd = os.open(os.path.join(self.path, info.subdir, info.filename), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise BlockingIOError("renamed or unreadable: read() finds out") from None
+        try:
+            size = os.fstat(fd).st_size
+            buffer = bytearray(size)
+            try:
+                got = os.preadv(fd, [buffer], 0, _RWF_NOWAIT) if size else 0
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    _nowait_reads = False
+                raise BlockingIOError("not in the page cache") from None
+            if got != size:
+                raise BlockingIOError("only partly in the page cache")
+            return bytes(buffer)
+        finally:
+            os.close(fd)
+
     def internal_date(self, uid: int) -> float | None:
         """IMAP INTERNALDATE: the file's mtime (Dovecot's rule)."""
         info = self._messages.get(uid)
@@ -585,6 +623,9 @@ def _sane_row(uid: object, last: int, base: object, suffix: object, sub: object,
 
 
 _NAME_FORBIDDEN = frozenset("/\0")
+# preadv() flag: fail with EAGAIN instead of waiting for the disk (Linux 4.14+).
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+_nowait_reads = bool(_RWF_NOWAIT) and hasattr(os, "preadv")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -4,6 +4,9 @@ All three feedings must give the same bytes and events (the pipelining and frami
 guarantee). The format and the driver are shared (../dialog.py, ../README.md); IMAP adds
 `B: text` lines, the messages of INBOX (escaped, CRLF) in an in-memory store, and
 answers Credentials with `A: login|reject|reject temporary`; Execute runs on the store.
+Each dialog is played three ways, which must all give its bytes: Execute run as in a
+worker thread; tried inline first, as the adapter does; and tried inline on a store
+whose message content is never cached, so inline attempts are abandoned midway.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.transcripts.dialog import Answers, Dialog, Mismatch, Session, find, play, unescape
-from tests.unit.imap.memory_backend import MemoryBackend
+from tests.unit.imap.memory_backend import DiskLikeMailbox, MemoryBackend, MemoryMailbox
 
 from mailroom.imap.events import (
     NEED_DATA,
@@ -33,16 +36,21 @@ class Imap(Session[ServerConnection, Event]):
     closed_type = ConnectionClosed
     need_data = NEED_DATA
 
+    inline = False  # try execute(inline=True) first, as the adapter does
+    mailbox_type: type[MemoryMailbox] = MemoryMailbox
+
     def __init__(self, dialog: Dialog) -> None:
         super().__init__(dialog)
         self.conn = ServerConnection(dialog.settings(ImapSettings))
         self.backend = MemoryBackend()
+        self.backend.mailbox_type = self.mailbox_type
         for line in dialog.lines("B:"):
             self.backend.boxes["INBOX"].add(unescape(line.text))
 
     def answer(self, event: Event, answers: Answers) -> None:
         if isinstance(event, Execute):
-            self.conn.execute()
+            if not (self.inline and self.conn.execute(inline=True)):
+                self.conn.execute()
             if self.conn.last_error is not None:
                 raise Mismatch(f"{self.dialog.name}: {event!r} failed: {self.conn.last_error!r}")
             return
@@ -55,9 +63,19 @@ class Imap(Session[ServerConnection, Event]):
             answers.wrong(event)
 
 
+class InlineImap(Imap):
+    inline = True
+
+
+class InlineUncachedImap(Imap):
+    inline = True
+    mailbox_type = DiskLikeMailbox
+
+
 @pytest.mark.parametrize("path", DIALOGS, ids=[p.stem for p in DIALOGS])
-def test_dialog(path: Path) -> None:
-    play(path, Imap)
+@pytest.mark.parametrize("session", [Imap, InlineImap, InlineUncachedImap], ids=["thread", "inline", "uncached"])
+def test_dialog(path: Path, session: type[Imap]) -> None:
+    play(path, session)
 
 
 def test_every_dialog_is_found() -> None:

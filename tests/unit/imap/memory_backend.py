@@ -38,6 +38,7 @@ class MemoryMailbox:
         self.name = name
         self.readonly = readonly
         self.claimed: set[int] = set()
+        self.nowait = False  # everything is in memory: never blocks
 
     @property
     def box(self) -> Box:
@@ -102,7 +103,31 @@ class MemoryMailbox:
         return dest.uidvalidity, sources, targets
 
 
+class DiskLikeMailbox(MemoryMailbox):
+    """As if every other message had left the page cache: reading its content while
+    `nowait` is set raises BlockingIOError, so an inline attempt is abandoned midway
+    (after answering for the messages before it) and must be redone from the start."""
+
+    def _check(self, uid: int) -> None:
+        if self.nowait and uid % 2 == 0:
+            raise BlockingIOError("not cached")
+
+    def read(self, uid: int) -> bytes | None:
+        self._check(uid)
+        return super().read(uid)
+
+    def internal_date(self, uid: int) -> float:
+        self._check(uid)
+        return super().internal_date(uid)
+
+    def summary(self, uid: int, item: str, compute: Callable[[], bytes]) -> bytes:
+        self._check(uid)
+        return super().summary(uid, item, compute)
+
+
 class MemoryBackend:
+    mailbox_type: type[MemoryMailbox] = MemoryMailbox
+
     def __init__(self) -> None:
         self.boxes: dict[str, Box] = {"INBOX": Box(1)}
         for i, name in enumerate(sorted(SPECIAL_USE)):
@@ -141,7 +166,7 @@ class MemoryBackend:
     def open(self, name: str, *, readonly: bool = False) -> MemoryMailbox:
         if name not in self.boxes:
             raise MailboxError(f"Mailbox doesn't exist: {name}", "NONEXISTENT")
-        return MemoryMailbox(self, name, readonly)
+        return self.mailbox_type(self, name, readonly)
 
     def status(self, name: str) -> Status:
         box = self.open(name).box
