@@ -191,3 +191,39 @@ def test_quota_from_the_directory(imap: ImapFixture) -> None:
     imap.service.quota_lookup = lambda _user: 0  # unlimited: no QUOTA response (as Dovecot)
     assert client.getquotaroot("INBOX") == ("OK", [[b'"INBOX"'], [None]])
     client.logout()
+
+
+def test_small_reads_run_inline_and_a_slow_one_pauses_inlining(
+        imap: ImapFixture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """NOOP and a small FETCH are answered on the event loop (no worker thread); one inline
+    step slower than INLINE_SLOW sends every command to threads for INLINE_PAUSE."""
+    import mailroom.adapters.imap as adapter
+
+    imap.deliver(MESSAGE_1)
+    threaded: list[str] = []
+    original = adapter.ImapSession._blocking
+
+    async def counting(self: adapter.ImapSession, work: object) -> None:
+        threaded.append(getattr(work, "__name__", "?"))
+        await original(self, work)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(adapter.ImapSession, "_blocking", counting)
+    client = imap.login()
+    client.select("INBOX")  # a thread: SELECT is not inline (and the folder moves new/ to cur/)
+    client.fetch("1", "(FLAGS)")  # may need a thread: the directory times just moved
+    time.sleep(0.2)  # let the times settle (store.SETTLE_NS)
+    client.noop()  # a full look at the now settled folder
+    threaded.clear()
+    for _ in range(3):
+        assert client.noop()[0] == "OK"
+        typ, data = client.fetch("1", "(BODY.PEEK[])")
+        assert typ == "OK" and MESSAGE_1 in data[0][1]  # type: ignore[index]
+    assert threaded == []
+    monkeypatch.setattr(adapter, "INLINE_SLOW", -1.0)  # every inline step now counts as slow
+    with caplog.at_level("WARNING", logger="mailroom.imap"):
+        client.noop()
+        client.noop()
+    assert threaded == ["execute"]  # the first was inline (and slow), the second went to a thread
+    assert any("on the event loop; running commands in worker threads" in r.getMessage() for r in caplog.records)
+    assert imap.service.inline_paused_until > time.monotonic()
+    client.logout()
