@@ -1057,6 +1057,12 @@ def _section(item: str, data: Callable[[], bytes], tree: Callable[[], mime.Part]
     assert match is not None
     section = match.group(2)
     numbers, kind, fields = _parse_section(section)
+    if not numbers and kind == "":  # BODY[]: the whole message, no splitting and joining again
+        content = data()
+        if match.group(3) is not None:
+            start, length = int(match.group(3)), int(match.group(4))
+            return f"BODY[]<{start}> ".encode() + string(content[start : start + length])
+        return b"BODY[] " + string(content)
     # Only a numbered part needs the MIME tree; the top level is the message split in two.
     part: mime.Part | _Whole | None = mime.find(tree(), numbers) if numbers else _Whole(*mime.split_header(data()))
     content = b""
