@@ -103,7 +103,7 @@ def parse(values: list[str]) -> list[Address]:
 
 
 def _nstring(value: str | None) -> bytes:
-    return string(None if value is None else value.encode("utf-8", "surrogateescape"))
+    return string(value)  # str: string() encodes with surrogateescape itself
 
 
 def _address(a: Address) -> bytes:

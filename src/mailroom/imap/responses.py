@@ -16,6 +16,9 @@ def string(value: bytes | str | None) -> bytes:
     """nstring: NIL, a quoted string when safe, else a literal."""
     if value is None:
         return b"NIL"
+    if (isinstance(value, str) and value.isascii() and value.isprintable() and len(value) <= MAX_QUOTED
+            and '"' not in value and "\\" not in value):  # the common case: one copy, no regex scan
+        return b'"' + value.encode("ascii") + b'"'
     # surrogateescape: header text keeps undecodable 8-bit bytes that way; they go back out
     # as the bytes they were (a strict encode raised, failing the whole FETCH).
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value

@@ -947,7 +947,12 @@ class ServerConnection:
             """From the MIME tree when it is built anyway, else from the top header's fields."""
             if "tree" in cache:
                 return mime.envelope(tree().headers)
-            return mime.envelope_of(mime.raw_fields(mime.split_header(data())[0]))
+            if "data" in cache:
+                return mime.envelope_of(mime.raw_fields(mime.split_header(data())[0]))
+            raw = mailbox.read_raw(uid)  # only the header is needed: no CRLF copy of the body
+            if raw is None:
+                raise _Gone()
+            return mime.envelope_of(mime.raw_fields(mime.crlf_header(raw), mime.ENVELOPE_FIELDS))
 
         if sets_seen and "\\Seen" not in self.meta[uid].flags:
             data()  # do not mark a vanished message

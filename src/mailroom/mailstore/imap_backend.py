@@ -105,8 +105,11 @@ class MaildirMailbox:
         return self._listed
 
     def read(self, uid: int) -> bytes | None:
-        data = self.folder.read_nowait(uid) if self.nowait else self.folder.read(uid)
+        data = self.read_raw(uid)
         return None if data is None else to_crlf(data)
+
+    def read_raw(self, uid: int) -> bytes | None:
+        return self.folder.read_nowait(uid) if self.nowait else self.folder.read(uid)
 
     def summary(self, uid: int, item: str, compute: Callable[[], bytes]) -> bytes:
         """From the folder's summary cache, keyed by the file's base name (see mailstore.cache)."""

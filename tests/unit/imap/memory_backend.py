@@ -71,6 +71,9 @@ class MemoryMailbox:
         found = self._get(uid)
         return None if found is None else found.data
 
+    def read_raw(self, uid: int) -> bytes | None:
+        return self.read(uid)
+
     def internal_date(self, uid: int) -> float:
         found = self._get(uid)
         return DATE if found is None else found.date

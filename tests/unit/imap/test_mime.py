@@ -85,11 +85,12 @@ _HEADER_BITS = st.sampled_from([
     "Subject: hi", "From: a@example.com", "To: b@example.org,", " c@example.net", "\tfolded",
     "X-Empty:", ":no name", "From someone Mon Jan 1", "not a header", "Caf\u00e9: x", "S\u00fcbject: \u00fc",
     "Received: from x", "  ", "", "Date: Mon, 1 Jan 2024 00:00:00 +0000", "Bad Name: x", "A:b:c",
+    "V: a\vb", "Feed\f: x", "Sep: \x1cy", "Tab\tName: z", "\x1dGroup: g", "\tX: after", ":",
 ])
 _ENDS = st.sampled_from(["\r\n", "\n", "\r"])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.lists(st.tuples(_HEADER_BITS, _ENDS), max_size=12), st.booleans())
 def test_raw_fields_agree_with_the_email_package(lines: list[tuple[str, str]], blank: bool) -> None:
     header = "".join(text + end for text, end in lines) + ("\r\n" if blank else "")
@@ -98,9 +99,19 @@ def test_raw_fields_agree_with_the_email_package(lines: list[tuple[str, str]], b
     for key, value in BytesHeaderParser().parsebytes(data).raw_items():
         expected.setdefault(key.lower(), []).append(value)
     assert mime.raw_fields(data) == expected
+    wanted = frozenset({"subject", "to", "x-empty"})
+    assert mime.raw_fields(data, wanted) == {k: v for k, v in expected.items() if k in wanted}
 
 
 def test_an_8bit_parameter_name_comes_back_as_its_bytes_not_a_failed_fetch() -> None:
     part = mime.parse(b"Content-Type: text/plain; ch\xe9rset=x\r\nContent-Disposition: inline; f\xfc=1\r\n\r\nbody\r\n")
     structure = mime.bodystructure(part)
     assert b"CH\xe9RSET" in structure and b"F\xfc" in structure
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b":", b" ", b"\r", b"\n", b"\r\n", b"\n\n", b"\t"]), max_size=30))
+def test_crlf_header_is_the_header_of_the_crlf_message(chunks: list[bytes]) -> None:
+    """ENVELOPE converts only the header; it must be byte for byte what converting it all gives."""
+    data = b"".join(chunks)
+    assert mime.crlf_header(data) == mime.split_header(mime.to_crlf(data))[0]
