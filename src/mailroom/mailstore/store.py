@@ -191,8 +191,8 @@ class Folder:
                 self._marks = marks
                 return self.messages
             uidlist = self._load()
-            found = self._scan()
-            if uidlist is None or self._differs(uidlist, found, move_new):
+            found = self._scan() if uidlist is not None else None  # no uidlist: the locked sync lists
+            if uidlist is None or found is None or self._differs(uidlist, found, move_new):
                 uidlist = self._locked_sync(move_new)
                 marks = self._folder_marks()
             else:
@@ -363,9 +363,10 @@ class Folder:
 
     def _size_ext(self, sub: str, name: str) -> dict[str, str]:
         """S/W record keys for a file whose name lacks ,S= / ,W= (computed once, then cached)."""
-        base = parse_name(name).base
-        if size_from_name(base) is not None and vsize_from_name(base) is not None:
-            return {}
+        base = name.partition(INFO_SEPARATOR)[0]  # parse_name's base, inline: once per new file
+        size, vsize = sizes_from_base(base)
+        if size is not None and vsize is not None:
+            return {}  # the name says both, as Dovecot's and mailroom's names do
         size = lfs = crlfs = 0
         try:
             with open(self.path / sub / name, "rb") as handle:
