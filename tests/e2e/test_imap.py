@@ -103,7 +103,14 @@ def test_append_copy_move_store_search_expunge(imap: ImapFixture) -> None:
     client.logout()
 
 
-def test_idle_sees_delivery_within_a_second(imap: ImapFixture) -> None:
+@pytest.mark.parametrize("how", ["inotify", "polling"])
+def test_idle_sees_delivery_within_a_second(imap: ImapFixture, how: str) -> None:
+    """With inotify the folder is not polled at all (a poll interval of a minute proves it);
+    on NFS (mail_nfs_storage) inotify cannot see other hosts' writes, so IDLE polls."""
+    if how == "inotify":
+        imap.service.idle_poll = 60.0
+    else:
+        imap.service.mail_nfs_storage = True
     client = imap.login()
     client.select("INBOX")
     sock = client.socket()
@@ -122,7 +129,58 @@ def test_idle_sees_delivery_within_a_second(imap: ImapFixture) -> None:
     while not (line := reader.readline()).startswith(tag):
         pass
     assert line.startswith(b"I1 OK")
+    assert (imap.service.watcher is not None) == (how == "inotify")
     client.logout()
+
+
+def test_idle_with_inotify_looks_only_when_the_folder_changes(
+        imap: ImapFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle sessions cost nothing while nothing happens; a flag change or an expunge by
+    another session wakes them; the watch goes when IDLE ends, shared while two idle."""
+    import mailroom.adapters.imap as adapter
+
+    imap.deliver(MESSAGE_1)
+    imap.deliver(MESSAGE_2)
+    looks: list[float] = []
+    original = adapter.ImapSession._idle_poll
+
+    async def counting(self: adapter.ImapSession) -> None:
+        looks.append(time.monotonic())
+        await original(self)
+
+    monkeypatch.setattr(adapter.ImapSession, "_idle_poll", counting)
+    imap.service.idle_poll = 0.05  # would be ~20 looks a second if it polled
+    idlers = []
+    for tag in (b"A1", b"B1"):
+        client = imap.login()
+        client.select("INBOX")
+        client.socket().sendall(tag + b" IDLE\r\n")
+        assert client.file.readline().startswith(b"+ ")
+        idlers.append((client, tag))
+    time.sleep(1.0)
+    assert len(looks) <= 4  # one look as each watch begins (and maybe one for the other's select)
+    watcher = imap.service.watcher
+    assert watcher is not None and watcher.watches == 3  # new/, cur/ and the folder, shared by both
+    other = imap.login()
+    other.select("INBOX")
+    other.store("1", "+FLAGS", "\\Flagged")
+    other.store("2", "+FLAGS", "\\Deleted")
+    other.expunge()
+    for client, tag in idlers:
+        seen = b""
+        deadline = time.monotonic() + 5
+        while b"EXPUNGE" not in seen and time.monotonic() < deadline:
+            seen += client.file.readline()
+        assert b"* 1 FETCH (FLAGS (\\Flagged" in seen and b"* 2 EXPUNGE" in seen  # the first owns \Recent
+        client.socket().sendall(b"DONE\r\n")
+        while not (line := client.file.readline()).startswith(tag):
+            pass
+        assert line.startswith(tag + b" OK")
+        client.noop()  # the session has left IDLE: its watch is gone
+    assert watcher.watches == 0
+    other.logout()
+    for client, _ in idlers:
+        client.logout()
 
 
 def test_starttls_injection_is_discarded(imap: ImapFixture) -> None:

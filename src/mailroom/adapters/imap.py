@@ -6,8 +6,10 @@ reading pauses while the core works (bounded input), `Credentials` go to the
 AuthBackend, `Execute` runs the core's store work in a worker thread (the Maildir
 blocks) unless the core could answer it inline from memory and the page cache (a
 thread hop costs more than a NOOP or a cached FETCH), STARTTLS upgrades with loop.start_tls (plaintext pipelined behind it is
-discarded by the core). While a client IDLEs the folder is polled every
-IDLE_POLL seconds, so a delivery shows as EXISTS within a second. The idle timer
+discarded by the core). While a client IDLEs, inotify wakes the session when its
+folder changes (adapters/inotify.py), with a look every IDLE_CHECK_INTERVAL anyway;
+without inotify (or on NFS) the folder is polled every IDLE_POLL seconds, so a
+delivery shows as EXISTS within a second either way. The idle timer
 (imap_timeout, 30 minutes by default: RFC 3501 §5.4's minimum) closes silent sessions.
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailroom.adapters.inotify import Watcher, WatchError
 from mailroom.adapters.session import LoginSession, start_login_listeners
 from mailroom.config.types import ListenAddress
 from mailroom.imap.events import (
@@ -32,7 +35,7 @@ from mailroom.imap.events import (
     StartTLS,
 )
 from mailroom.imap.server import ServerConnection
-from mailroom.mailstore.imap_backend import MaildirBackend
+from mailroom.mailstore.imap_backend import MaildirBackend, MaildirMailbox
 from mailroom.mailstore.maildir import UnsafeAddress
 from mailroom.mailstore.store import StoreError, UidListError
 from mailroom.runtime.log import get_logger
@@ -42,7 +45,8 @@ log = get_logger("imap")
 
 DEFAULT_TIMEOUT = 1800.0  # RFC 3501 §5.4: an autologout timer of at least 30 minutes
 DEFAULT_AUTH_FAILURE_DELAY = 2.0  # Dovecot's auth_failure_delay
-IDLE_POLL = 0.5  # seconds between looks at the folder while a client IDLEs
+IDLE_POLL = 0.5  # seconds between looks at the folder while a client IDLEs, without inotify
+IDLE_CHECK_INTERVAL = 30.0  # with inotify, a look this often anyway (Dovecot's mailbox_idle_check_interval)
 INLINE_SLOW = 0.005  # seconds: an inline command this slow means the disk is; see _inline
 INLINE_PAUSE = 10.0  # seconds of worker threads only after that
 
@@ -60,7 +64,10 @@ class ImapService:
     auth_failure_delay: float = DEFAULT_AUTH_FAILURE_DELAY
     disable_plaintext_auth: bool = True
     greeting: str = "mailroom ready."
-    idle_poll: float = IDLE_POLL
+    idle_poll: float = IDLE_POLL  # without inotify (or on NFS)
+    idle_check_interval: float = IDLE_CHECK_INTERVAL  # with inotify: the fallback look
+    watcher: Watcher | None = None  # created on first IDLE (needs the running loop)
+    watch_unavailable: bool = False  # the kernel refused inotify: poll
     inline: bool = True  # try small read-only commands on the event loop first (see ImapSession._inline)
     inline_paused_until: float = 0.0  # time.monotonic(): no inline attempts before this
     sessions: set[ImapSession] = field(default_factory=set)
@@ -78,6 +85,16 @@ class ImapService:
             plaintext_auth_requires_tls=self.disable_plaintext_auth,
         )
 
+    def folder_watcher(self) -> Watcher | None:
+        """The process's inotify watcher, or None where IDLE must poll (NFS, no inotify)."""
+        if self.watcher is None and not self.watch_unavailable and not self.mail_nfs_storage:
+            try:
+                self.watcher = Watcher(asyncio.get_running_loop())
+            except WatchError as exc:
+                self.watch_unavailable = True
+                log.warning("IDLE checks folders every %.1f s: %s", self.idle_poll, exc)
+        return self.watcher
+
     async def stop(self, timeout: float) -> None:
         """Say BYE and close every session; wait up to `timeout` for work in progress."""
         sessions = list(self.sessions)
@@ -88,6 +105,9 @@ class ImapService:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
 
 
 class ImapSession(LoginSession):
@@ -99,6 +119,8 @@ class ImapSession(LoginSession):
         self.service: ImapService = service
         self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
         self._busy = False  # a store operation runs: shutdown waits for it
+        self._watch_token: int | None = None  # inotify watch on the folder while idling
+        self._folder_changed = False  # set by the watch: look at the folder
 
     async def _run(self) -> None:
         log.info("connect from %s", self.who)
@@ -119,6 +141,7 @@ class ImapSession(LoginSession):
             if self.conn.username:
                 log.info("%s(%s): Disconnected: %s", self.who, self.conn.username,
                          "Logged out" if self.conn.closed else "Connection closed")
+            self._unwatch()
             if admitted:
                 self.service.release(self.client_ip)
             log.info("disconnect from %s", self.who)
@@ -132,21 +155,29 @@ class ImapSession(LoginSession):
             event = conn.next_event()
             if event is NEED_DATA:
                 self._write(conn.data_to_send())
-                if conn.idling:
-                    remaining = self.service.timeout - (time.monotonic() - last_input)
-                    if remaining <= 0:
+                if not conn.idling:
+                    self._unwatch()
+                    if not await self._wait_input(self.service.timeout):
                         log.info("%s: Disconnected for inactivity", self.who)
                         self._write(conn.timeout())
                         return
-                    if not await self._wait_input(min(self.service.idle_poll, remaining)):
-                        if not self._inline(conn.idle_poll):
-                            await self._blocking(conn.idle_poll)
-                        continue
-                elif not await self._wait_input(self.service.timeout):
+                    last_input = time.monotonic()
+                    continue
+                remaining = self.service.timeout - (time.monotonic() - last_input)
+                if remaining <= 0:
                     log.info("%s: Disconnected for inactivity", self.who)
                     self._write(conn.timeout())
                     return
-                last_input = time.monotonic()
+                watched = self._watch()
+                if self._folder_changed:
+                    self._folder_changed = False
+                    await self._idle_poll()
+                    continue
+                interval = self.service.idle_check_interval if watched else self.service.idle_poll
+                if not await self._wait_input(min(interval, remaining)):
+                    await self._idle_poll()  # the timer: no watch, or the fallback check
+                elif not self._folder_changed:
+                    last_input = time.monotonic()
                 continue
             if isinstance(event, ConnectionClosed):
                 self._write(conn.data_to_send())
@@ -165,6 +196,37 @@ class ImapSession(LoginSession):
                     await self._blocking(conn.execute)
                 self._write(conn.data_to_send())
                 await self._can_write.wait()  # bounded memory: one answer in flight
+
+    async def _idle_poll(self) -> None:
+        if not self._inline(self.conn.idle_poll):
+            await self._blocking(self.conn.idle_poll)
+
+    def _watch(self) -> bool:
+        """While idling, have inotify wake us when the selected folder changes (see
+        adapters/inotify.py); False: poll every idle_poll seconds instead."""
+        if self._watch_token is not None:
+            return True
+        mailbox = self.conn.mailbox
+        watcher = self.service.folder_watcher()
+        if watcher is None or not isinstance(mailbox, MaildirMailbox):
+            return False
+        path = str(mailbox.folder.path)
+        try:
+            self._watch_token = watcher.watch([path, f"{path}/new", f"{path}/cur"], self._folder_change)
+        except WatchError as exc:
+            log.warning("%s: IDLE checks the folder every %.1f s: %s", self.who, self.service.idle_poll, exc)
+            return False
+        self._folder_change()  # a change just before the watch began: look once now
+        return True
+
+    def _folder_change(self) -> None:
+        self._folder_changed = True
+        self._input.set()  # wakes _wait_input
+
+    def _unwatch(self) -> None:
+        if self._watch_token is not None and self.service.watcher is not None:
+            self.service.watcher.unwatch(self._watch_token)
+        self._watch_token, self._folder_changed = None, False
 
     def _inline(self, work: Callable[..., bool]) -> bool:
         """Try `work(inline=True)` on the event loop (see execute()); False: use a thread.
