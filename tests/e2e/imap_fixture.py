@@ -35,6 +35,7 @@ class ImapFixture:
     client_context: ssl.SSLContext
     maildir: Path
     ca_file: Path
+    loop: asyncio.AbstractEventLoop  # the server's event loop (its own thread)
 
     def deliver(self, data: bytes) -> Path:
         return deliver_to_maildir(self.maildir, data, hostname="mx")
@@ -73,7 +74,7 @@ def imap_server(tmp_path: Path) -> Iterator[ImapFixture]:
     try:
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
-        yield ImapFixture(service, auth, ports[0], ports[1], client_context, mailbox_path(base, JOHN), ca_file)
+        yield ImapFixture(service, auth, ports[0], ports[1], client_context, mailbox_path(base, JOHN), ca_file, loop)
     finally:
         async def stop() -> None:
             for server in servers:

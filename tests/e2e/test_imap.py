@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from mailroom.mailstore.maildir import deliver_to_maildir
 from tests.e2e.imap_fixture import HOST, JOHN, PASSWORD, TIMEOUT, ImapFixture, imap_server  # noqa: F401
 
 MESSAGE_1 = (b"From: Alice <alice@example.com>\r\nTo: john@example.org\r\nSubject: first\r\n"
@@ -285,3 +286,106 @@ def test_small_reads_run_inline_and_a_slow_one_pauses_inlining(
     assert any("on the event loop; running commands in worker threads" in r.getMessage() for r in caplog.records)
     assert imap.service.inline_paused_until > time.monotonic()
     client.logout()
+
+
+def test_pipelined_commands_let_other_sessions_run(imap: ImapFixture) -> None:
+    """Commands answered inline never wait, so a burst of them must still give the event
+    loop back now and then (LOOP_SLICE): a heartbeat on the loop keeps beating."""
+    import asyncio
+    import threading
+
+    imap.deliver(MESSAGE_1)
+    client = imap.login()
+    client.select("INBOX")
+    time.sleep(0.2)  # settled directory times: the commands below can run inline
+    client.noop()
+    gaps: list[float] = []
+    beating = True
+
+    async def heartbeat() -> None:
+        last = time.perf_counter()
+        while beating:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.run_coroutine_threadsafe(heartbeat(), imap.loop)
+    sock = client.socket()
+    count = 20000
+    burst = b"".join(b"p%d %s\r\n" % (i, b"NOOP" if i % 2 else b"FETCH 1 (FLAGS)") for i in range(count))
+    received = bytearray()
+    last_tag = b"p%d OK" % (count - 1)
+
+    def read_all() -> None:
+        while last_tag not in received[-100:]:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    sock.sendall(burst)
+    reader.join(60)
+    beating = False
+    beat.result(TIMEOUT)
+    assert received.count(b" OK ") == count
+    # Without slicing this burst held the loop for about half a second on a 2-core VM;
+    # with it the longest gap is a few ms. The bound is loose for a loaded CI machine.
+    assert max(gaps) < 0.25, f"the event loop stalled for {max(gaps) * 1e3:.0f} ms"
+
+
+def test_idle_follows_a_pipelined_select_to_the_new_folder(imap: ImapFixture) -> None:
+    """DONE, SELECT and IDLE in one packet: the watch must move to the new folder (a stale
+    watch would only notice the delivery at the 60 s fallback look)."""
+    imap.service.idle_check_interval = 60.0
+    client = imap.login()
+    client.select("INBOX")
+    sock, reader = client.socket(), client.file
+    sock.sendall(b"A1 IDLE\r\n")
+    assert reader.readline().startswith(b"+ ")
+    sock.sendall(b"DONE\r\nA2 SELECT Junk\r\nA3 IDLE\r\n")
+    while not reader.readline().startswith(b"+ "):
+        pass
+    deliver_to_maildir(imap.maildir / ".Junk", MESSAGE_1, hostname="mx")
+    start = time.monotonic()
+    assert reader.readline() == b"* 1 EXISTS\r\n"
+    assert time.monotonic() - start < 10
+    sock.sendall(b"DONE\r\n")
+    while not reader.readline().startswith(b"A3 "):
+        pass
+    client.logout()
+
+
+def test_a_refused_watch_means_polling_and_one_warning(
+        imap: ImapFixture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """fs.inotify.max_user_watches reached: the session polls, and the log says so once."""
+    import errno
+
+    from mailroom.adapters import inotify
+
+    def refuse(*_args: object) -> int:
+        raise inotify.WatchError(errno.ENOSPC, "inotify_add_watch: No space left on device")
+
+    monkeypatch.setattr(inotify.Watcher, "watch", refuse)
+    imap.service.idle_poll = 0.05
+    idlers = []
+    with caplog.at_level("WARNING", logger="mailroom.imap"):
+        for tag in (b"A1", b"B1"):
+            client = imap.login()
+            client.select("INBOX")
+            client.socket().sendall(tag + b" IDLE\r\n")
+            assert client.file.readline().startswith(b"+ ")
+            idlers.append((client, tag))
+        time.sleep(0.5)  # about ten polls each
+        imap.deliver(MESSAGE_1)
+        for client, _ in idlers:
+            assert client.file.readline() == b"* 1 EXISTS\r\n"
+    refused = [r for r in caplog.records if "refuses a watch" in r.getMessage()]
+    assert len(refused) == 1
+    for client, tag in idlers:
+        client.socket().sendall(b"DONE\r\n")
+        while not client.file.readline().startswith(tag):
+            pass
+        client.logout()

@@ -49,6 +49,8 @@ IDLE_POLL = 0.5  # seconds between looks at the folder while a client IDLEs, wit
 IDLE_CHECK_INTERVAL = 30.0  # with inotify, a look this often anyway (Dovecot's mailbox_idle_check_interval)
 INLINE_SLOW = 0.005  # seconds: an inline command this slow means the disk is; see _inline
 INLINE_PAUSE = 10.0  # seconds of worker threads only after that
+LOOP_SLICE = 0.002  # seconds a session may answer pipelined commands before letting others run
+WATCH_WARN_EVERY = 60.0  # seconds between warnings about refused inotify watches
 
 
 @dataclass
@@ -68,6 +70,7 @@ class ImapService:
     idle_check_interval: float = IDLE_CHECK_INTERVAL  # with inotify: the fallback look
     watcher: Watcher | None = None  # created on first IDLE (needs the running loop)
     watch_unavailable: bool = False  # the kernel refused inotify: poll
+    watch_warned_at: float = 0.0  # time.monotonic() of the last "watch refused" warning
     inline: bool = True  # try small read-only commands on the event loop first (see ImapSession._inline)
     inline_paused_until: float = 0.0  # time.monotonic(): no inline attempts before this
     sessions: set[ImapSession] = field(default_factory=set)
@@ -95,6 +98,14 @@ class ImapService:
                 log.warning("IDLE checks folders every %.1f s: %s", self.idle_poll, exc)
         return self.watcher
 
+    def watch_refused(self, error: OSError) -> None:
+        """A session could not watch its folder (e.g. fs.inotify.max_user_watches): say so
+        at most once a minute, not once per session."""
+        now = time.monotonic()
+        if now - self.watch_warned_at >= WATCH_WARN_EVERY or not self.watch_warned_at:
+            self.watch_warned_at = now
+            log.warning("IDLE checks folders every %.1f s where inotify refuses a watch: %s", self.idle_poll, error)
+
     async def stop(self, timeout: float) -> None:
         """Say BYE and close every session; wait up to `timeout` for work in progress."""
         sessions = list(self.sessions)
@@ -120,6 +131,8 @@ class ImapSession(LoginSession):
         self.conn = ServerConnection(service.settings(implicit_tls=implicit_tls))
         self._busy = False  # a store operation runs: shutdown waits for it
         self._watch_token: int | None = None  # inotify watch on the folder while idling
+        self._watched: object = None  # the mailbox the watch is for
+        self._watch_refused = False  # the kernel refused a watch: poll for the rest of the session
         self._folder_changed = False  # set by the watch: look at the folder
 
     async def _run(self) -> None:
@@ -151,12 +164,20 @@ class ImapSession(LoginSession):
     async def _loop(self) -> None:
         conn = self.conn
         last_input = time.monotonic()
+        slice_start = time.perf_counter()
         while True:
+            # Pipelined commands answered without a wait (inline, or from the core alone)
+            # never give the loop back by themselves: every LOOP_SLICE, let others run.
+            if time.perf_counter() - slice_start > LOOP_SLICE:
+                await asyncio.sleep(0)
+                slice_start = time.perf_counter()
+            if self._watch_token is not None and not conn.idling:
+                self._unwatch()  # IDLE ended (maybe with more commands pipelined behind DONE)
             event = conn.next_event()
             if event is NEED_DATA:
                 self._write(conn.data_to_send())
+                slice_start = time.perf_counter()  # what follows waits (and yields)
                 if not conn.idling:
-                    self._unwatch()
                     if not await self._wait_input(self.service.timeout):
                         log.info("%s: Disconnected for inactivity", self.who)
                         self._write(conn.timeout())
@@ -194,6 +215,7 @@ class ImapSession(LoginSession):
             elif isinstance(event, Execute):
                 if not self._inline(conn.execute):
                     await self._blocking(conn.execute)
+                    slice_start = time.perf_counter()
                 self._write(conn.data_to_send())
                 await self._can_write.wait()  # bounded memory: one answer in flight
 
@@ -204,18 +226,22 @@ class ImapSession(LoginSession):
     def _watch(self) -> bool:
         """While idling, have inotify wake us when the selected folder changes (see
         adapters/inotify.py); False: poll every idle_poll seconds instead."""
-        if self._watch_token is not None:
-            return True
         mailbox = self.conn.mailbox
+        if self._watch_token is not None:
+            if mailbox is self._watched:
+                return True
+            self._unwatch()  # another folder is selected now
         watcher = self.service.folder_watcher()
-        if watcher is None or not isinstance(mailbox, MaildirMailbox):
+        if watcher is None or self._watch_refused or not isinstance(mailbox, MaildirMailbox):
             return False
         path = str(mailbox.folder.path)
         try:
             self._watch_token = watcher.watch([path, f"{path}/new", f"{path}/cur"], self._folder_change)
         except WatchError as exc:
-            log.warning("%s: IDLE checks the folder every %.1f s: %s", self.who, self.service.idle_poll, exc)
+            self._watch_refused = True  # this session polls from now on: no retry at every look
+            self.service.watch_refused(exc)
             return False
+        self._watched = mailbox
         self._folder_change()  # a change just before the watch began: look once now
         return True
 
@@ -226,7 +252,7 @@ class ImapSession(LoginSession):
     def _unwatch(self) -> None:
         if self._watch_token is not None and self.service.watcher is not None:
             self.service.watcher.unwatch(self._watch_token)
-        self._watch_token, self._folder_changed = None, False
+        self._watch_token, self._watched, self._folder_changed = None, None, False
 
     def _inline(self, work: Callable[..., bool]) -> bool:
         """Try `work(inline=True)` on the event loop (see execute()); False: use a thread.

@@ -908,11 +908,11 @@ class ServerConnection:
         failed = False
         sets_seen = not self.readonly and any(
             (i.startswith("BODY[") or i in ("RFC822", "RFC822.TEXT")) for i in items)
-        if mailbox.nowait and (sets_seen or len(uids) > INLINE_MESSAGES or (
+        if mailbox.nowait and (sets_seen or len(uids) > INLINE_MESSAGES or not all(map(_inline_item, items)) or (
                 not _META_ONLY.issuperset(items)
                 and len(uids) * INLINE_MESSAGE_COST
                 + sum(self.meta[u].size for u in uids if u in self.meta) > INLINE_BUDGET)):
-            raise BlockingIOError("too much for the event loop")  # a flag change, or long work: a thread
+            raise BlockingIOError("not for the event loop")  # a flag change, parsing, or long work: a thread
         for uid in uids:
             try:
                 parts = self._fetch_one(mailbox, uid, items, sets_seen)
@@ -1154,5 +1154,14 @@ INLINE_BUDGET = 2_000_000
 INLINE_MESSAGE_COST = 15_000
 INLINE_MESSAGES = INLINE_BUDGET // INLINE_MESSAGE_COST  # FLAGS/UID/RFC822.SIZE alone: messages only
 _META_ONLY = frozenset({"UID", "FLAGS", "RFC822.SIZE"})  # items answered from the listing alone
+# Items whose inline cost is bounded by the octets: copies and C-level searches, never MIME
+# parsing (ENVELOPE, BODY and BODYSTRUCTURE only from the summary cache: see Mailbox.summary).
+_INLINE_SIMPLE = frozenset({*_META_ONLY, "INTERNALDATE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
+                            "RFC822", "RFC822.HEADER", "RFC822.TEXT"})
+_INLINE_SECTION = re.compile(r"^BODY(?:\.PEEK)?\[(?:HEADER|TEXT)?\](?:<\d+\.\d+>)?$")
+
+
+def _inline_item(item: str) -> bool:
+    return item in _INLINE_SIMPLE or _INLINE_SECTION.match(item) is not None
 
 __all__ = ["ServerConnection", "State"]

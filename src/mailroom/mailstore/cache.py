@@ -97,13 +97,12 @@ class SummaryCache:
                         [(_stored(name), base, value)])
 
     # ----------------------------------------------------------------- writes
-    def put(self, name: str, base: str, value: bytes, *, hold: bool = False) -> None:
-        """Remember a computed value; written by `flush()` (or when many are pending,
-        unless `hold`: the caller may not wait for the file now)."""
+    def put(self, name: str, base: str, value: bytes) -> None:
+        """Remember a computed value; written by `flush()` (or when many are pending)."""
         self.field(name)[base] = value
         if not self.broken:
             self._pending.append((_stored(name), base, value))
-            if len(self._pending) >= FLUSH_EVERY and not hold:
+            if len(self._pending) >= FLUSH_EVERY:
                 self.flush()
 
     def flush(self) -> None:

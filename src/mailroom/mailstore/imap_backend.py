@@ -117,12 +117,15 @@ class MaildirMailbox:
         if info is None:
             return compute()
         cache = self.folder.cache
-        if self.nowait and not cache.loaded(item):
-            raise BlockingIOError("the summary cache is not loaded yet")
+        if self.nowait:  # only what is in memory: computing means parsing the message
+            value = cache.get(item, info.base) if cache.loaded(item) else None
+            if value is None:
+                raise BlockingIOError("not in the summary cache")
+            return value
         value = cache.get(item, info.base)
         if value is None:
             value = compute()
-            cache.put(item, info.base, value, hold=self.nowait)
+            cache.put(item, info.base, value)
         return value
 
     def internal_date(self, uid: int) -> float:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mailroom.imap.events import Credentials, Execute, ImapSettings
+from mailroom.imap.server import ServerConnection
 from mailroom.mailstore import store as store_module
 from mailroom.mailstore.imap_backend import MaildirBackend, MaildirMailbox
 from mailroom.mailstore.maildir import deliver_to_maildir, mailbox_path
@@ -158,3 +160,45 @@ def test_summaries_and_dates_inline_only_once_loaded(mailbox: MaildirMailbox) ->
     date = mailbox.internal_date(uid)
     assert nowait(mailbox).summary(uid, "ENVELOPE", lambda: b"(NIL)") == b"(X)"
     assert mailbox.internal_date(uid) == date
+    mailbox.nowait = False
+    other = mailbox.sync()[1].uid
+
+    def parse() -> bytes:
+        raise AssertionError("parsed a message on the event loop")
+
+    with pytest.raises(BlockingIOError):  # loaded, but not for this message: no parsing inline
+        nowait(mailbox).summary(other, "ENVELOPE", parse)
+
+
+def session(tmp_path: Path) -> ServerConnection:
+    conn = ServerConnection(ImapSettings(plaintext_auth_requires_tls=False))
+    conn.initiate()
+    conn.receive_data(b"a LOGIN john x\r\n")
+    assert isinstance(conn.next_event(), Credentials)
+    conn.accept_login(MaildirBackend.for_user(tmp_path, USER))
+    conn.receive_data(b"b SELECT INBOX\r\n")
+    assert isinstance(conn.next_event(), Execute)
+    conn.execute()
+    conn.data_to_send()
+    return conn
+
+
+@pytest.mark.parametrize(("items", "inline"), [
+    ("(FLAGS UID RFC822.SIZE)", True),
+    ("(BODY.PEEK[])", True),
+    ("(BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.10> RFC822.HEADER)", True),
+    ("(BODY.PEEK[1])", False),  # a MIME part: parsing, however small the message
+    ("(BODY.PEEK[HEADER.FIELDS (SUBJECT)])", False),
+    ("(BODYSTRUCTURE)", False),  # not in the summary cache yet: computed in a thread
+    ("(BODY[])", False),  # sets \\Seen: a rename
+])
+def test_only_copies_and_cached_summaries_run_inline(
+        tmp_path: Path, mailbox: MaildirMailbox, items: str, inline: bool) -> None:
+    conn = session(tmp_path)
+    conn.receive_data(f"c FETCH 1 {items}\r\n".encode())
+    assert isinstance(conn.next_event(), Execute)
+    assert conn.execute(inline=True) is inline
+    if not inline:
+        assert conn.data_to_send() == b""  # nothing said yet: the thread answers it all
+        conn.execute()
+    assert conn.data_to_send().endswith(b"c OK Fetch completed.\r\n")
