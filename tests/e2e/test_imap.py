@@ -197,6 +197,24 @@ def test_starttls_injection_is_discarded(imap: ImapFixture) -> None:
         tls.close()
 
 
+def test_a_large_starttls_injection_is_discarded_too(imap: ImapFixture) -> None:
+    """More plaintext behind STARTTLS than the adapter hands the core at once (FEED_SLICE):
+    what the adapter still held must be dropped as well, never read as commands after TLS."""
+    injected = b"".join(b"x%d LOGIN john@example.org summersun\r\n" % i for i in range(1000))
+    assert len(injected) > 2 * 16 * 1024
+    with socket.create_connection((HOST, imap.port), timeout=TIMEOUT) as raw:
+        reader = raw.makefile("rb")
+        assert reader.readline().startswith(b"* OK")
+        raw.sendall(b"a STARTTLS\r\n" + injected)  # one segment on loopback: one read
+        assert reader.readline() == b"a OK Begin TLS negotiation now.\r\n"
+        tls = imap.client_context.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"c NOOP\r\n")
+        tls_reader = tls.makefile("rb")
+        assert tls_reader.readline() == b"c OK NOOP completed.\r\n"  # nothing answered for x0...
+        tls.close()
+    assert imap.auth.calls == []
+
+
 def test_imaps_rejects_plain_tls_mismatch(imap: ImapFixture) -> None:
     ctx = ssl.create_default_context()  # does not trust the test CA
     with pytest.raises(ssl.SSLError):
@@ -288,17 +306,24 @@ def test_small_reads_run_inline_and_a_slow_one_pauses_inlining(
     client.logout()
 
 
-def test_pipelined_commands_let_other_sessions_run(imap: ImapFixture) -> None:
-    """Commands answered inline never wait, so a burst of them must still give the event
-    loop back now and then (LOOP_SLICE): a heartbeat on the loop keeps beating."""
+@pytest.mark.parametrize("burst", ["inline", "core"])
+def test_pipelined_commands_let_other_sessions_run(imap: ImapFixture, burst: str) -> None:
+    """Commands answered inline (NOOP, FETCH) or by the core alone (CAPABILITY, even before
+    login) never wait, so a burst of them must still give the event loop back now and then
+    (LOOP_SLICE, FEED_SLICE): a heartbeat on the loop keeps beating."""
     import asyncio
     import threading
 
     imap.deliver(MESSAGE_1)
-    client = imap.login()
-    client.select("INBOX")
-    time.sleep(0.2)  # settled directory times: the commands below can run inline
-    client.noop()
+    if burst == "inline":
+        client = imap.login()
+        client.select("INBOX")
+        time.sleep(0.2)  # settled directory times: the commands below can run inline
+        client.noop()
+        commands = (b"NOOP", b"FETCH 1 (FLAGS)")
+    else:
+        client = imap.secure()  # not logged in
+        commands = (b"CAPABILITY", b"CAPABILITY")
     gaps: list[float] = []
     beating = True
 
@@ -313,7 +338,7 @@ def test_pipelined_commands_let_other_sessions_run(imap: ImapFixture) -> None:
     beat = asyncio.run_coroutine_threadsafe(heartbeat(), imap.loop)
     sock = client.socket()
     count = 20000
-    burst = b"".join(b"p%d %s\r\n" % (i, b"NOOP" if i % 2 else b"FETCH 1 (FLAGS)") for i in range(count))
+    pipeline = b"".join(b"p%d %s\r\n" % (i, commands[i % 2]) for i in range(count))
     received = bytearray()
     last_tag = b"p%d OK" % (count - 1)
 
@@ -326,7 +351,7 @@ def test_pipelined_commands_let_other_sessions_run(imap: ImapFixture) -> None:
 
     reader = threading.Thread(target=read_all)
     reader.start()
-    sock.sendall(burst)
+    sock.sendall(pipeline)
     reader.join(60)
     beating = False
     beat.result(TIMEOUT)

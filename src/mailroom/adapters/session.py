@@ -19,6 +19,10 @@ from mailroom.adapters.tls import describe
 from mailroom.config.types import ListenAddress
 
 TLS_HANDSHAKE_TIMEOUT = 30.0  # seconds; a client that stalls the handshake is dropped
+# Bytes handed to the core at a time. The core answers what it can of them without
+# returning (CAPABILITY, CAPA, LIST n...); a big read (up to 256 KiB) of such commands
+# would hold the event loop for a quarter of a second, this much for a few ms.
+FEED_SLICE = 16 * 1024
 
 
 class Core(Protocol):
@@ -43,6 +47,8 @@ class LoginSession(asyncio.Protocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._lost = False
+        self._held = bytearray()  # received, not yet handed to the core (see FEED_SLICE)
+        self._eof_held = False  # the client's EOF came behind held bytes
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -57,13 +63,23 @@ class LoginSession(asyncio.Protocol):
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data)
+        if self._held or self._input.is_set():
+            self._held += data  # the session has not taken the last input yet (TLS delivers
+            # record after record in one go, pause_reading or not): keep this behind it
+        elif len(data) <= FEED_SLICE:
+            self.conn.receive_data(data)
+        else:
+            self._held += data
+            self._feed_slice()
         if self.transport is not None:
             self.transport.pause_reading()  # hold input until the core has consumed this
         self._input.set()
 
     def eof_received(self) -> bool:
-        self.conn.receive_data(b"")
+        if self._held:
+            self._eof_held = True  # after the bytes before it
+        else:
+            self.conn.receive_data(b"")
         self._input.set()
         # Keep the write side open until our replies are out (TLS transports cannot half-close).
         return self.transport is None or self.transport.get_extra_info("ssl_object") is None
@@ -88,8 +104,24 @@ class LoginSession(asyncio.Protocol):
     async def _run(self) -> None:
         raise NotImplementedError
 
+    def _feed_slice(self) -> None:
+        chunk = bytes(self._held[:FEED_SLICE])
+        del self._held[:FEED_SLICE]
+        self.conn.receive_data(chunk)
+
     async def _wait_input(self, timeout: float) -> bool:
-        """Resume reading and wait for bytes (or EOF); False when the idle timer expires."""
+        """Resume reading and wait for bytes (or EOF); False when the idle timer expires.
+        Bytes still held from an earlier read go to the core first, a slice at a time."""
+        if self._held:
+            await self._can_write.wait()  # the answers to the last slice are on their way
+            await asyncio.sleep(0)  # and other sessions get a turn between slices
+            if self._held:  # (a STARTTLS upgrade may have dropped them meanwhile)
+                self._feed_slice()
+            return True
+        if self._eof_held:
+            self._eof_held = False
+            self.conn.receive_data(b"")
+            return True
         if self._lost:
             self.conn.receive_data(b"")
             return True
@@ -111,6 +143,10 @@ class LoginSession(asyncio.Protocol):
             self.transport.write(data)
 
     async def _start_tls(self) -> bool:
+        # Plaintext that came behind STARTTLS/STLS is never trusted (RFC 3501 §6.2.1, RFC
+        # 2595 §4): the core dropped what it had; what this adapter still holds goes too.
+        self._held.clear()
+        self._eof_held = False
         context = self._tls_context()
         if context is None or self.transport is None:
             return False
