@@ -107,6 +107,7 @@ _p("smtpd_recipient_limit", INT, "1000", "Most recipients accepted per message."
 _p("smtpd_timeout", SECONDS, "300s", "Time to wait for the next command or data before 421.", G)
 _p("smtpd_hard_error_limit", INT, "20", "Errors after which the session is ended.", G)
 _p("smtpd_soft_error_limit", INT, "10", "Errors after which each reply is delayed by smtpd_error_sleep_time.", G)
+_p("smtpd_junk_command_limit", INT, "100", "Junk commands a client may send (NOOP, RSET, VRFY, ETRN, and, as in Postfix's code, HELO and EHLO; counted until a message is delivered) before each further one counts as an error towards smtpd_soft_error_limit and smtpd_hard_error_limit.", G)
 _p("smtpd_error_sleep_time", SECONDS, "1s", "Delay after an error once the soft limit is reached, and after each failed AUTH.", G)
 _p("smtpd_client_connection_count_limit", INT, "50", "Most simultaneous connections from one client address (0 = no limit).", G)
 _p("smtpd_client_connection_rate_limit", INT, "0", "Most connections per anvil_rate_time_unit from one client (0 = no limit).", G)

@@ -106,6 +106,7 @@ class Runtime:
             recipient_limit=int(config["smtpd_recipient_limit"]),
             hard_error_limit=int(config["smtpd_hard_error_limit"]),
             soft_error_limit=int(config["smtpd_soft_error_limit"]),
+            junk_command_limit=int(config["smtpd_junk_command_limit"]),
             vrfy_disabled=bool(config["disable_vrfy_command"]),
             forbid_bare_newline=config["smtpd_forbid_bare_newline"] in ("yes", "reject"),
             reject_bare_lf_commands=config["smtpd_forbid_bare_newline"] == "reject",

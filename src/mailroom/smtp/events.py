@@ -24,6 +24,7 @@ class ServerSettings:
     recipient_limit: int = 1000  # smtpd_recipient_limit
     hard_error_limit: int = 20  # smtpd_hard_error_limit
     soft_error_limit: int = 10  # smtpd_soft_error_limit
+    junk_command_limit: int = 100  # smtpd_junk_command_limit
     tls_available: bool = False  # a certificate is loaded: offer STARTTLS
     tls_active: bool = False  # implicit TLS (submissions, port 465)
     tls_required_for_auth: bool = True  # smtpd_tls_auth_only

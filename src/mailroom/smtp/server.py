@@ -85,6 +85,8 @@ from mailroom.wire.lines import Line, LineBuffer
 
 # Commands allowed before STARTTLS when TLS is required (Postfix's SMTPD_CMD_FLAG_PRE_TLS).
 PRE_TLS_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "NOOP", "RSET", "QUIT"})
+# Postfix's "junk commands" (SMTPD_CMD_FLAG_LIMIT: HELO and EHLO too, though its docs name four)
+_JUNK_VERBS = frozenset({"HELO", "EHLO", "NOOP", "RSET", "VRFY", "ETRN"})
 # A BDAT command line: the verb, then blanks or the end (Postfix splits words at blanks).
 _BDAT_LINE = re.compile(rb"[ \t]*BDAT(?:[ \t\r]|\Z)", re.IGNORECASE)
 
@@ -112,6 +114,7 @@ class ServerConnection:
         self.auth_mechanism = ""
         self._auth_name = ""
         self.error_count = 0
+        self.junk_commands = 0  # NOOP, RSET, VRFY, ETRN since the last delivered message
         self._out = bytearray()
         self._lines = LineBuffer(AUTH_LINE_LIMIT)
         self._eof = False
@@ -232,9 +235,11 @@ class ServerConnection:
             self._reset_transaction()  # RFC 5321 §4.1.1.4: either way, the transaction ends
             if ok:
                 self.error_count = 0  # Postfix counts errors "without delivering mail"
+                self.junk_commands = 0  # smtpd_junk_command_limit: "reset after mail is delivered"
         self._send(reply)
         if reply.code == 421:
             self._close("closed by adapter reply")  # RFC 5321 §3.8
+        self._check_hard_limit()
 
     def tls_started(self) -> None:
         """The handshake succeeded: RFC 3207 §4.2, forget everything learned before it."""
@@ -445,11 +450,26 @@ class ServerConnection:
             return self._refuse(replies.NOT_RECOGNIZED)  # HELP, EXPN, ... like Postfix
         if s.tls_required and not self.tls_active and verb not in PRE_TLS_VERBS:
             return self._refuse(replies.STARTTLS_FIRST)  # RFC 3207 §4
+        if verb in _JUNK_VERBS:
+            # Postfix: after smtpd_junk_command_limit of these commands, each one more
+            # counts as an error (so a client cannot keep a session busy with them).
+            if self.junk_commands > s.junk_command_limit:
+                self.error_count += 1
+            self.junk_commands += 1
         try:
             event: Event | None = handler(self, arg)
-            return event
         except CommandError as exc:
-            return self._refuse(exc.reply)
+            event = self._refuse(exc.reply)
+        if event is None:
+            self._check_hard_limit()
+        return event
+
+    def _check_hard_limit(self) -> None:
+        """Postfix looks at the error count before it reads the next command: errors
+        counted without an error reply (junk commands) end the session there too."""
+        if self.state is not State.CLOSED and self.error_count >= self.settings.hard_error_limit:
+            self._out += replies.too_many_errors(self.settings.hostname).encode()
+            self._close("too many errors")
 
     def _refuse(self, reply: Reply) -> Event | None:
         """Answer the command ourselves; no event for the adapter."""
