@@ -134,7 +134,7 @@ class LoginSession(asyncio.Protocol):
                 await self._input.wait()
         except TimeoutError:
             return False
-        if self._lost:
+        if self._lost and not self._held:  # else EOF follows the held bytes (the next calls)
             self.conn.receive_data(b"")
         return True
 

@@ -89,3 +89,26 @@ def test_small_reads_go_straight_to_the_core() -> None:
         assert core.fed == [b"a CAPABILITY\r\n"] and not session._held
 
     asyncio.run(main())
+
+
+def test_a_lost_connection_still_runs_every_byte_read_before_it() -> None:
+    """A POP3 DELE+QUIT (or an IMAP EXPUNGE) already read must reach the core before EOF,
+    even when the connection drops while bytes are held."""
+    async def main() -> None:
+        session, core = make_session()
+        session.pause_writing()  # answers to an earlier burst are still on their way
+        waiter = asyncio.create_task(session._wait_input(5.0))
+        await asyncio.sleep(0)
+        data = b"NOOP\r\n" * 3000 + b"DELE 1\r\nQUIT\r\n"  # one read, more than FEED_SLICE
+        session.data_received(data)
+        session.data_received(b"NOOP\r\n")  # and one more behind it
+        session.connection_lost(ConnectionResetError())
+        assert await waiter
+        for _ in range(10):
+            if core.fed and core.fed[-1] == b"":
+                break
+            assert await session._wait_input(1.0)
+        assert core.fed[-1] == b"" and b"" not in core.fed[:-1]
+        assert b"".join(core.fed) == data + b"NOOP\r\n"
+
+    asyncio.run(main())
