@@ -577,3 +577,25 @@ def test_auth_failure_logged(mailroom_server: MailroomServer) -> None:
     text = mailroom_server.wait_for_log(lambda t: re.search(pattern, t) is not None)
     assert re.search(pattern, text), text[-3000:]
     assert "wintersun" not in text, "the password must never be logged"
+
+
+def test_junk_commands_past_the_soft_limit_are_slowed_then_cut_off(mailroom_server_factory: Factory) -> None:
+    """smtpd_junk_command_limit with the soft and hard error limits, as a private Postfix 3.7
+    answered the same nine NOOPs (junk 2, soft 1, hard 6, 1 s): replies 5-9 each came a
+    second late, then 421 and the close. Replies the core gives itself are slowed too."""
+    server = mailroom_server_factory(smtpd_junk_command_limit="2", smtpd_soft_error_limit="1",
+                                     smtpd_hard_error_limit="6", smtpd_error_sleep_time="1s")
+    smtp = RawSMTP(server.smtp_port)
+    assert smtp.reply()[0] == 220
+    waits = []
+    for _ in range(9):
+        start = time.monotonic()
+        smtp.send("NOOP\r\n")
+        assert smtp.reply()[0] == 250
+        waits.append(time.monotonic() - start)
+    assert all(wait >= 0.9 for wait in waits[4:]), waits
+    assert all(wait < 0.9 for wait in waits[:4]), waits  # a second is far beyond a NOOP's time
+    code, lines = smtp.reply()
+    assert (code, lines) == (421, ["4.7.0 mail.example.org Error: too many errors"])
+    with pytest.raises(ConnectionError):
+        smtp.reply()

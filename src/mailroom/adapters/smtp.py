@@ -210,6 +210,7 @@ class SmtpSession(asyncio.Protocol):
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
+                await self._owed_delay()
                 self._write(conn.data_to_send())
                 if not await self._wait_input(timeout):
                     log.info("timeout after %s from %s", self._last_command, self.who)
@@ -217,6 +218,7 @@ class SmtpSession(asyncio.Protocol):
                     return
                 continue
             if isinstance(event, ConnectionClosed):
+                await self._owed_delay()
                 self._write(conn.data_to_send())
                 if event.reason.startswith("lost connection"):
                     log.info("lost connection after %s from %s", self._last_command, self.who)
@@ -236,6 +238,13 @@ class SmtpSession(asyncio.Protocol):
             await self._answer(event)
             if conn.over_soft_error_limit:
                 await asyncio.sleep(float(self.runtime.config["smtpd_error_sleep_time"]))
+
+    async def _owed_delay(self) -> None:
+        """smtpd_error_sleep_time for each reply the core gave past the soft error limit
+        (NOOP floods past smtpd_junk_command_limit, unknown commands...), before sending."""
+        owed, self.conn.delays_owed = self.conn.delays_owed, 0
+        if owed and not self._lost:
+            await asyncio.sleep(owed * float(self.runtime.config["smtpd_error_sleep_time"]))
 
     async def _wait_input(self, timeout: float) -> bool:
         """Resume reading and wait for bytes (or EOF); False on smtpd_timeout."""

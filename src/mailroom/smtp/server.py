@@ -115,6 +115,10 @@ class ServerConnection:
         self._auth_name = ""
         self.error_count = 0
         self.junk_commands = 0  # NOOP, RSET, VRFY, ETRN since the last delivered message
+        # Replies the core gave itself past smtpd_soft_error_limit: Postfix sleeps
+        # smtpd_error_sleep_time before each; the adapter sleeps that many times over before
+        # it sends them (replies to events it delays itself, after answering).
+        self.delays_owed = 0
         self._out = bytearray()
         self._lines = LineBuffer(AUTH_LINE_LIMIT)
         self._eof = False
@@ -474,6 +478,8 @@ class ServerConnection:
     def _refuse(self, reply: Reply) -> Event | None:
         """Answer the command ourselves; no event for the adapter."""
         self._send(reply)
+        if self.over_soft_error_limit:
+            self.delays_owed += 1  # the adapter sleeps before sending it (see delays_owed)
         return None
 
     def _helo(self, arg: str, extended: bool) -> Event | None:
