@@ -134,6 +134,18 @@ def test_idle_sees_delivery_within_a_second(imap: ImapFixture, how: str) -> None
     client.logout()
 
 
+def start_idling(imap: ImapFixture, tags: tuple[bytes, ...]) -> list[tuple[imaplib.IMAP4_SSL, bytes]]:
+    """One logged-in session per tag, INBOX selected, each in IDLE (the "+" seen)."""
+    idlers = []
+    for tag in tags:
+        client = imap.login()
+        client.select("INBOX")
+        client.socket().sendall(tag + b" IDLE\r\n")
+        assert client.file.readline().startswith(b"+ ")
+        idlers.append((client, tag))
+    return idlers
+
+
 def test_idle_with_inotify_looks_only_when_the_folder_changes(
         imap: ImapFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """Idle sessions cost nothing while nothing happens; a flag change or an expunge by
@@ -151,13 +163,7 @@ def test_idle_with_inotify_looks_only_when_the_folder_changes(
 
     monkeypatch.setattr(adapter.ImapSession, "_idle_poll", counting)
     imap.service.idle_poll = 0.05  # would be ~20 looks a second if it polled
-    idlers = []
-    for tag in (b"A1", b"B1"):
-        client = imap.login()
-        client.select("INBOX")
-        client.socket().sendall(tag + b" IDLE\r\n")
-        assert client.file.readline().startswith(b"+ ")
-        idlers.append((client, tag))
+    idlers = start_idling(imap, (b"A1", b"B1"))
     time.sleep(1.0)
     assert len(looks) <= 4  # one look as each watch begins (and maybe one for the other's select)
     watcher = imap.service.watcher
@@ -395,14 +401,8 @@ def test_a_refused_watch_means_polling_and_one_warning(
 
     monkeypatch.setattr(inotify.Watcher, "watch", refuse)
     imap.service.idle_poll = 0.05
-    idlers = []
     with caplog.at_level("WARNING", logger="mailroom.imap"):
-        for tag in (b"A1", b"B1"):
-            client = imap.login()
-            client.select("INBOX")
-            client.socket().sendall(tag + b" IDLE\r\n")
-            assert client.file.readline().startswith(b"+ ")
-            idlers.append((client, tag))
+        idlers = start_idling(imap, (b"A1", b"B1"))
         time.sleep(0.5)  # about ten polls each
         imap.deliver(MESSAGE_1)
         for client, _ in idlers:

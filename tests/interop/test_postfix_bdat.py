@@ -300,12 +300,13 @@ class PostfixPeer:
         return self.pf.maillog.read_text(errors="replace") if self.pf.maillog.exists() else ""
 
 
-@pytest.fixture(scope="module")
-def postfix() -> Iterator[PostfixPeer]:
+def private_postfix(prefix: str, settings: dict[str, str]) -> Iterator[PostfixPeer]:
+    """A started private Postfix delivering example.org to john's Maildir, with `settings`
+    on top (a generator for module fixtures: skips the test where Postfix is missing)."""
     reason = peer_missing("postfix")
     if reason:
         pytest.skip(reason)
-    with peer_base("mailroom-pfx-bdat-") as base:
+    with peer_base(prefix) as base:
         vmail = base / "vmail"
         vmail.mkdir()
         vmail.chmod(0o777)
@@ -313,13 +314,12 @@ def postfix() -> Iterator[PostfixPeer]:
             "myhostname": "mail.example.org",
             "smtpd_sasl_auth_enable": "no",
             "smtpd_recipient_restrictions": "",
-            "message_size_limit": SIZE_LIMIT,
-            "smtputf8_enable": "yes",
             "virtual_mailbox_domains": "example.org",
             "virtual_mailbox_base": str(vmail),
             "virtual_mailbox_maps": "inline:{ john@example.org=example.org/john/Maildir/ }",
             "virtual_uid_maps": "static:65534",
             "virtual_gid_maps": "static:65534",
+            **settings,
         })  # fmt: skip
         with open(pf.etc / "master.cf", "a") as f:
             f.write(VIRTUAL_SERVICE)
@@ -331,6 +331,11 @@ def postfix() -> Iterator[PostfixPeer]:
             yield PostfixPeer(pf)
         finally:
             pf.stop()
+
+
+@pytest.fixture(scope="module")
+def postfix() -> Iterator[PostfixPeer]:
+    yield from private_postfix("mailroom-pfx-bdat-", {"message_size_limit": SIZE_LIMIT, "smtputf8_enable": "yes"})
 
 
 @pytest.fixture

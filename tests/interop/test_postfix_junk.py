@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from tests.e2e.server import MailroomServer, free_ports
-from tests.interop.test_postfix_bdat import VIRTUAL_SERVICE, Dialog, M, PostfixPeer, R, Step, play
-from tests.transcripts.dovecot_auth.peers import PrivatePostfix, peer_base, peer_missing
+from tests.interop.test_postfix_bdat import Dialog, M, PostfixPeer, R, Step, play, private_postfix
 
 pytestmark = [pytest.mark.interop]
 
@@ -41,34 +40,7 @@ DIALOGS = [
 
 @pytest.fixture(scope="module")
 def postfix() -> Iterator[PostfixPeer]:
-    reason = peer_missing("postfix")
-    if reason:
-        pytest.skip(reason)
-    with peer_base("mailroom-pfx-junk-") as base:
-        vmail = base / "vmail"
-        vmail.mkdir()
-        vmail.chmod(0o777)
-        pf = PrivatePostfix(base, {
-            "myhostname": "mail.example.org",
-            "smtpd_sasl_auth_enable": "no",
-            "smtpd_recipient_restrictions": "",
-            "virtual_mailbox_domains": "example.org",
-            "virtual_mailbox_base": str(vmail),
-            "virtual_mailbox_maps": "inline:{ john@example.org=example.org/john/Maildir/ }",
-            "virtual_uid_maps": "static:65534",
-            "virtual_gid_maps": "static:65534",
-            **LIMITS,
-        })  # fmt: skip
-        with open(pf.etc / "master.cf", "a") as f:
-            f.write(VIRTUAL_SERVICE)
-        try:
-            pf.start()
-        except RuntimeError as exc:
-            pytest.skip(f"private postfix did not start: {str(exc).splitlines()[0]}")
-        try:
-            yield PostfixPeer(pf)
-        finally:
-            pf.stop()
+    yield from private_postfix("mailroom-pfx-junk-", LIMITS)
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.mailstore.imap_session import Session
 
-from mailroom.imap.events import Credentials, Execute, ImapSettings
+from mailroom.imap.events import Execute
 from mailroom.imap.server import ServerConnection
 from mailroom.mailstore import store as store_module
 from mailroom.mailstore.imap_backend import MaildirBackend, MaildirMailbox
@@ -171,11 +172,7 @@ def test_summaries_and_dates_inline_only_once_loaded(mailbox: MaildirMailbox) ->
 
 
 def session(tmp_path: Path) -> ServerConnection:
-    conn = ServerConnection(ImapSettings(plaintext_auth_requires_tls=False))
-    conn.initiate()
-    conn.receive_data(b"a LOGIN john x\r\n")
-    assert isinstance(conn.next_event(), Credentials)
-    conn.accept_login(MaildirBackend.for_user(tmp_path, USER))
+    conn = Session(tmp_path).conn
     conn.receive_data(b"b SELECT INBOX\r\n")
     assert isinstance(conn.next_event(), Execute)
     conn.execute()

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailroom.imap.events import Credentials, Execute, ImapSettings
-from mailroom.imap.server import ServerConnection
-from mailroom.mailstore.imap_backend import MaildirBackend
+from tests.unit.mailstore.imap_session import USER, Session
+
 from mailroom.mailstore.maildir import deliver_to_maildir, mailbox_path
 
-USER = "john@example.org"
 MSG = b"From: lisa@example.com\nSubject: hi\n\nbody\n"
-
-
-class Session:
-    """The IMAP core on the real Maildir backend, driven command by command."""
-
-    def __init__(self, base: Path) -> None:
-        self.conn = ServerConnection(ImapSettings(plaintext_auth_requires_tls=False))
-        self.conn.initiate()
-        self.conn.receive_data(b"a LOGIN john x\r\n")
-        assert isinstance(self.conn.next_event(), Credentials)
-        self.conn.accept_login(MaildirBackend.for_user(base, USER))
-        self.conn.data_to_send()
-
-    def say(self, line: str) -> list[str]:
-        self.conn.receive_data(line.encode() + b"\r\n")
-        if isinstance(self.conn.next_event(), Execute):
-            self.conn.execute()
-        return self.conn.data_to_send().decode().splitlines()
 
 
 def test_only_the_first_session_sees_recent_and_examine_takes_nothing(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.mailstore.imap_session import Session
 
-from mailroom.imap.events import Credentials, Execute, ImapSettings
-from mailroom.imap.server import ServerConnection
 from mailroom.mailstore import store as store_module
-from mailroom.mailstore.imap_backend import META_VIEW, MaildirBackend
+from mailroom.mailstore.imap_backend import META_VIEW
 from mailroom.mailstore.maildir import deliver_to_maildir, mailbox_path
 from mailroom.mailstore.shared import SHARED_SCANS, Scan, SharedScans
 from mailroom.mailstore.store import Folder, MaildirStore
@@ -144,25 +143,6 @@ def test_the_bound_drops_the_least_recently_used_folders() -> None:
     assert shared.held == 0 and shared.get("c", ()) is None
     shared.put("d", scan(1))
     assert shared.held == 0  # 0 turns sharing off
-
-
-class Session:
-    """The IMAP core on the real Maildir backend, driven command by command."""
-
-    def __init__(self, base: Path) -> None:
-        self.conn = ServerConnection(ImapSettings(plaintext_auth_requires_tls=False))
-        self.conn.initiate()
-        self.conn.receive_data(b"a LOGIN john x\r\n")
-        assert isinstance(self.conn.next_event(), Credentials)
-        self.backend = MaildirBackend.for_user(base, USER)
-        self.conn.accept_login(self.backend)
-        self.conn.data_to_send()
-
-    def say(self, line: str) -> list[str]:
-        self.conn.receive_data(line.encode() + b"\r\n")
-        if isinstance(self.conn.next_event(), Execute):
-            self.conn.execute()
-        return self.conn.data_to_send().decode().splitlines()
 
 
 def test_imap_sessions_share_metadata_and_recent_stays_with_its_owner(tmp_path: Path) -> None:
