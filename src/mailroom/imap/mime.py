@@ -8,6 +8,7 @@ Python's email package (compat32, no re-encoding).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -158,7 +159,7 @@ def _ctype_of(part: Part) -> tuple[str, str]:
     return main.upper(), sub.upper()
 
 
-def find(root: Part, numbers: list[int]) -> Part | None:
+def find(root: Part, numbers: Sequence[int]) -> Part | None:
     """The part named by "1.2.3" (RFC 3501 §6.4.5), or None when there is no such part.
 
     A message (the top level, or one encapsulated in a MESSAGE/RFC822 part) that is not
@@ -367,7 +368,7 @@ def bodystructure(part: Part, *, extended: bool = True) -> bytes:
 
 
 # ------------------------------------------------------------------- sections
-def header_fields(header: bytes, names: list[str], *, exclude: bool) -> bytes:
+def header_fields(header: bytes, names: Sequence[str], *, exclude: bool) -> bytes:
     """HEADER.FIELDS / HEADER.FIELDS.NOT: the matching fields, then the blank line."""
     wanted = {n.lower() for n in names}
     out = bytearray()

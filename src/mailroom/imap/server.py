@@ -1058,15 +1058,31 @@ def _parse_section(section: str) -> tuple[list[int], str, list[str]]:
     return numbers, kind, fields
 
 
-def _section(item: str, data: Callable[[], bytes], tree: Callable[[], mime.Part]) -> bytes:
+class _Section(NamedTuple):
+    """A BODY[...] item parsed once per command, not once per message."""
+
+    section: str
+    numbers: tuple[int, ...]
+    kind: str
+    fields: tuple[str, ...]
+    partial: tuple[int, int] | None  # <start.length>
+
+
+@functools.lru_cache(maxsize=256)
+def _section_spec(item: str) -> _Section:
     match = _FETCH_ATT.match(item)
-    assert match is not None
-    section = match.group(2)
-    numbers, kind, fields = _parse_section(section)
+    assert match is not None  # _fetch_items validated it
+    numbers, kind, fields = _parse_section(match.group(2))
+    partial = (int(match.group(3)), int(match.group(4))) if match.group(3) is not None else None
+    return _Section(match.group(2), tuple(numbers), kind, tuple(fields), partial)  # shared: immutable
+
+
+def _section(item: str, data: Callable[[], bytes], tree: Callable[[], mime.Part]) -> bytes:
+    section, numbers, kind, fields, partial = _section_spec(item)
     if not numbers and kind == "":  # BODY[]: the whole message, no splitting and joining again
         content = data()
-        if match.group(3) is not None:
-            start, length = int(match.group(3)), int(match.group(4))
+        if partial is not None:
+            start, length = partial
             return f"BODY[]<{start}> ".encode() + string(content[start : start + length])
         return b"BODY[] " + string(content)
     # Only a numbered part needs the MIME tree; the top level is the message split in two.
@@ -1085,8 +1101,8 @@ def _section(item: str, data: Callable[[], bytes], tree: Callable[[], mime.Part]
         else:
             content = mime.header_fields(part.header, fields, exclude=kind.endswith(".NOT"))
     name = f"BODY[{section}]"
-    if match.group(3) is not None:
-        start, length = int(match.group(3)), int(match.group(4))
+    if partial is not None:
+        start, length = partial
         content = content[start : start + length]
         name += f"<{start}>"
     return name.encode() + b" " + (string(content) if content or part is not None else b"NIL")
