@@ -5,8 +5,9 @@ sans-IO `mailroom.imap.server.ServerConnection`, as adapters/pop3.py does for PO
 reading pauses while the core works (bounded input), `Credentials` go to the
 AuthBackend, `Execute` runs the core's store work in a worker thread (the Maildir
 blocks) unless the core could answer it inline from memory and the page cache (a
-thread hop costs more than a NOOP or a cached FETCH), STARTTLS upgrades with loop.start_tls (plaintext pipelined behind it is
-discarded by the core). While a client IDLEs, inotify wakes the session when its
+thread hop costs more than a NOOP or a cached FETCH), STARTTLS upgrades with
+loop.start_tls (plaintext pipelined behind it is discarded, by the core and by
+session.py). While a client IDLEs, inotify wakes the session when its
 folder changes (adapters/inotify.py), with a look every IDLE_CHECK_INTERVAL anyway;
 without inotify (or on NFS) the folder is polled every IDLE_POLL seconds, so a
 delivery shows as EXISTS within a second either way. The idle timer
