@@ -64,8 +64,7 @@ class LoginSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._held or self._input.is_set():
-            self._held += data  # the session has not taken the last input yet (TLS delivers
-            # record after record in one go, pause_reading or not): keep this behind it
+            self._held += data  # the session has not taken the last input yet: queue behind it
         elif len(data) <= FEED_SLICE:
             self.conn.receive_data(data)
         else:

@@ -24,7 +24,7 @@ from mailroom.mailstore.store import (
     UidListError,
 )
 
-META_VIEW = "imap-meta"  # Folder.views key: uid -> (MessageInfo, MessageMeta)
+META_VIEW = "imap-meta"  # Folder.views key: ({uid: (MessageInfo, MessageMeta)}, [MessageMeta])
 INTERNALDATE = "INTERNALDATE"  # summary cache field: the file's mtime, as text
 AUTO_FOLDERS = tuple(sorted(SPECIAL_USE))  # created and subscribed on first login
 
