@@ -210,7 +210,8 @@ class SmtpSession(asyncio.Protocol):
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
-                await self._owed_delay()
+                if conn.delays_owed:
+                    await self._owed_delay()
                 self._write(conn.data_to_send())
                 if not await self._wait_input(timeout):
                     log.info("timeout after %s from %s", self._last_command, self.who)
@@ -218,7 +219,8 @@ class SmtpSession(asyncio.Protocol):
                     return
                 continue
             if isinstance(event, ConnectionClosed):
-                await self._owed_delay()
+                if conn.delays_owed:
+                    await self._owed_delay()
                 self._write(conn.data_to_send())
                 if event.reason.startswith("lost connection"):
                     log.info("lost connection after %s from %s", self._last_command, self.who)
